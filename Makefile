@@ -1,0 +1,30 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8501
+
+.PHONY: run test setup bench clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+	$(PY) -m engine setup
+
+run: setup
+	$(PY) -m streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) -m engine bench --source arts --target office --both --seeds 0,1,2
+
+clean:
+	rm -rf $(VENV) workspace tests/artifacts

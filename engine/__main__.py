@@ -1,0 +1,203 @@
+"""CLI: parse arguments, call engine.api, print a table or JSON. Bad input -> one paragraph on stderr, exit 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import api
+from .models import MODELS
+
+HEADLINE = ("ndcg@10", "hr@10", "mrr@10", "coverage@10")
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ValueError, KeyError, FileNotFoundError) as err:  # DatasetError and CrossLensError are ValueErrors
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled.", file=sys.stderr)
+        return 130
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", help="workspace folder (default ./workspace or $CROSSLENS_WORKSPACE)")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p = argparse.ArgumentParser(prog="python -m engine", description="CrossLens cross-domain recommendation engine")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    s = sub.add_parser("ingest", parents=[common], help="validate and store a domain dataset")
+    s.add_argument("--domain", required=True)
+    s.add_argument("--interactions", required=True)
+    s.add_argument("--items")
+    s.add_argument("--kg")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("datasets", parents=[common], help="list datasets")
+    s.set_defaults(func=cmd_datasets)
+
+    s = sub.add_parser("train", parents=[common], help="train and evaluate a model on a scenario")
+    s.add_argument("--source", required=True, help="source domain(s), comma-separated")
+    s.add_argument("--target", required=True)
+    s.add_argument("--model", required=True, choices=list(MODELS))
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cold-fraction", type=float, default=0.2)
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--sampled", type=int, metavar="N", help="rank against N random negatives instead of all items")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model setting, e.g. --set dim=32")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("runs", parents=[common], help="list runs")
+    s.set_defaults(func=cmd_runs)
+
+    s = sub.add_parser("show", parents=[common], help="one run with all its metrics")
+    s.add_argument("run_id")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("recommend", parents=[common], help="top-k target items for a user")
+    s.add_argument("run_id")
+    s.add_argument("--user", required=True)
+    s.add_argument("-k", type=int, default=10)
+    s.set_defaults(func=cmd_recommend)
+
+    s = sub.add_parser("compare", parents=[common], help="paired significance test of two runs")
+    s.add_argument("run_a")
+    s.add_argument("run_b")
+    s.add_argument("--metric", default="ndcg@10")
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("setup", parents=[common], help="ingest the shipped dataset and train the default runs")
+    s.set_defaults(func=cmd_setup)
+
+    s = sub.add_parser("bench", parents=[common], help="train and evaluate models, write docs/benchmarks.md")
+    s.add_argument("--source", required=True)
+    s.add_argument("--target", required=True)
+    s.add_argument("--both", action="store_true", help="also run the reverse direction")
+    s.add_argument("--models", default=",".join(MODELS))
+    s.add_argument("--seeds", default="0", help="comma-separated seeds")
+    s.add_argument("--out", default="docs/benchmarks.md")
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def emit(args, obj, text: str) -> None:
+    print(json.dumps(obj, indent=2, default=str) if args.json else text)
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    cells = [header] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+class ProgressBar:
+    """Training progress on stderr as a tqdm bar, created on the first update (closed-form models make none)."""
+
+    def __init__(self, label: str):
+        self.label, self.bar = label, None
+
+    def __call__(self, info: dict, fraction: float):
+        from tqdm import tqdm
+        if self.bar is None:
+            self.bar = tqdm(total=100, desc=self.label, file=sys.stderr, leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+        self.bar.n = round(100 * fraction)
+        self.bar.set_postfix_str(f"{info['stage']} epoch {info['epoch']} loss {info['loss']:.4f} "
+                                 f"valid ndcg@10 {info['valid_ndcg@10']:.4f}")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_ingest(args):
+    record = api.ingest(args.domain, args.interactions, args.items, args.kg, workspace=args.workspace)
+    for warning in record["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    emit(args, record, f"ingested '{record['name']}': {record['n_users']} users, {record['n_items']} items, "
+                       f"{record['n_interactions']} interactions, {record['n_triples']} triples")
+
+
+def cmd_datasets(args):
+    rows = api.datasets(args.workspace)
+    emit(args, rows, table([[d["name"], d["n_users"], d["n_items"], d["n_interactions"], d["n_triples"]]
+                            for d in rows], ["name", "users", "items", "interactions", "triples"]))
+
+
+def cmd_train(args):
+    bar = ProgressBar(args.model)
+    try:
+        record = api.train([s.strip() for s in args.source.split(",") if s.strip()], args.target, args.model,
+                           seed=args.seed, cold_fraction=args.cold_fraction, epochs=args.epochs,
+                           settings=api.parse_settings(args.set), sampled=args.sampled, workspace=args.workspace,
+                           progress=bar)
+    finally:
+        bar.close()
+    emit(args, record, f"run {record['id']} ({record['model']}, train {record['train_seconds']:.1f} s, "
+                       f"eval {record['eval_seconds']:.2f} s)\n" + metrics_table(record["metrics"]))
+
+
+def metrics_table(metrics: dict, names=HEADLINE) -> str:
+    return table([[seg, metrics[seg]["cases"], *[metrics[seg].get(m) for m in names]] for seg in metrics],
+                 ["segment", "cases", *names])
+
+
+def cmd_runs(args):
+    rows = api.runs(args.workspace)
+    emit(args, rows, table([[r["id"], r["model"], ",".join(r["scenario"]["source"]) + "->" + r["scenario"]["target"],
+                             r["scenario"]["seed"], r["status"],
+                             *[(r["metrics"] or {}).get(seg, {}).get("ndcg@10") for seg in ("warm", "cold")]]
+                            for r in rows], ["run", "model", "scenario", "seed", "status", "warm ndcg@10",
+                                             "cold ndcg@10"]))
+
+
+def cmd_show(args):
+    r = api.run(args.run_id, args.workspace)
+    head = (f"run {r['id']}: {r['model']} on {','.join(r['scenario']['source'])} -> {r['scenario']['target']} "
+            f"(seed {r['scenario']['seed']}, cold fraction {r['scenario']['cold_fraction']}), {r['status']}")
+    body = metrics_table(r["metrics"], sorted(r["metrics"]["all"].keys() - {"cases"})) if r["metrics"] else (r["error"] or "")
+    emit(args, r, head + "\n" + body)
+
+
+def cmd_recommend(args):
+    result = api.recommend(args.run_id, args.user, args.k, workspace=args.workspace)
+    emit(args, result, f"user {result['user']}, from {result['basis']}:\n" +
+         table([[i + 1, r["item_id"], r["title"][:70], r["score"], "yes" if r["held_out"] else ""]
+                for i, r in enumerate(result["recommendations"])], ["#", "item", "title", "score", "held-out hit"]))
+
+
+def cmd_compare(args):
+    result = api.compare(args.run_a, args.run_b, args.metric, workspace=args.workspace)
+    emit(args, result, f"{result['metric']}: A = {args.run_a} ({result['model_a']}), B = {args.run_b} "
+                       f"({result['model_b']}), Wilcoxon signed-rank on paired cases\n" +
+         table([[seg, v["n"], v["mean_a"], v["mean_b"], v["mean_diff"], v["p_value"]]
+                for seg, v in result["segments"].items()], ["segment", "cases", "A", "B", "A - B", "p"]))
+
+
+def cmd_setup(args):
+    api.setup(args.workspace, progress_factory=ProgressBar, log=lambda m: print(m, file=sys.stderr))
+    cmd_runs(args)
+
+
+def cmd_bench(args):
+    from . import bench
+    report = bench.run(args.source, args.target, both=args.both, models=args.models.split(","),
+                       seeds=[int(s) for s in args.seeds.split(",")], out=args.out, workspace=args.workspace,
+                       progress_factory=ProgressBar)
+    emit(args, report["rows"], report["markdown"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

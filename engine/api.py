@@ -1,0 +1,251 @@
+"""The functions the CLI and the dashboard both call. Each takes `workspace` (a folder; default ./workspace or
+$CROSSLENS_WORKSPACE) and raises CrossLensError / DatasetError with a readable message on bad input."""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import data, evaluate, metrics
+from . import scenario as scenarios
+from .errors import CrossLensError
+from .models import MODELS
+from .store import Store, write_parquet
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_DATASET = ASSETS / "data" / "amazon-arts-office"
+DEFAULT_RUNS = [("arts", "office", "pop"), ("arts", "office", "itemknn"), ("arts", "office", "emcdr")]
+
+
+# ---- datasets ---------------------------------------------------------------------------------------------------
+def ingest(domain: str, interactions, items=None, kg=None, workspace=None) -> dict:
+    """Validate and store one domain dataset (replacing an earlier one of that name). Nothing is written on error."""
+    data.validate_name(domain)
+    dd = data.read_domain(domain, interactions, items, kg)
+    inter = dd.interactions
+    stats = {"n_users": int(inter["user_id"].nunique()),
+             "n_items": int(len(dd.items) if dd.items is not None else inter["item_id"].nunique()),
+             "n_interactions": int(len(inter)), "n_triples": int(len(dd.kg) if dd.kg is not None else 0)}
+    info = {"sources": {k: str(v) for k, v in (("interactions", interactions), ("items", items), ("kg", kg)) if v},
+            "warnings": dd.warnings}
+    record = Store(workspace).put_dataset(domain, {"interactions": inter, "items": dd.items, "kg": dd.kg}, stats, info)
+    return {**record, "warnings": dd.warnings}
+
+
+def datasets(workspace=None) -> list[dict]:
+    return Store(workspace).datasets()
+
+
+def delete_dataset(name: str, workspace=None) -> None:
+    Store(workspace).delete_dataset(_dataset(Store(workspace), name)["name"])
+
+
+def _dataset(store: Store, name: str) -> dict:
+    record = store.dataset(name)
+    if record is None:
+        known = ", ".join(d["name"] for d in store.datasets()) or "none yet"
+        raise CrossLensError(f"no dataset named '{name}' in workspace {store.root} (datasets: {known}); "
+                             f"add it with `python -m engine ingest --domain {name} --interactions FILE`.")
+    return record
+
+
+# ---- training ---------------------------------------------------------------------------------------------------
+def parse_settings(pairs: list[str] | None) -> dict:
+    """['dim=32', 'lr=0.01'] -> {'dim': 32, 'lr': 0.01}"""
+    settings = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CrossLensError(f"setting '{pair}' is not KEY=VALUE; write it like --set dim=32.")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                pass
+        settings[key.strip()] = value
+    return settings
+
+
+def make_model(name: str, settings: dict | None = None, seed: int = 0):
+    """A model from its name and settings; its own seed follows the scenario's unless set."""
+    if name not in MODELS:
+        raise CrossLensError(f"unknown model '{name}'; choose one of: {', '.join(MODELS)}.")
+    settings = dict(settings or {})
+    if "seed" in MODELS[name].defaults:
+        settings.setdefault("seed", seed)
+    if "epochs" not in MODELS[name].defaults:
+        settings.pop("epochs", None)  # pop and itemknn are fitted in closed form
+    try:
+        return MODELS[name](**settings)
+    except ValueError as err:
+        raise CrossLensError(str(err)) from None
+
+
+def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_fraction: float = 0.2,
+          epochs: int | None = None, settings: dict | None = None, sampled: int | None = None,
+          workspace=None, progress=None) -> dict:
+    """Build the scenario, fit, evaluate on the test cases and store the run; returns the run record."""
+    store = Store(workspace)
+    source = [source] if isinstance(source, str) else list(source)
+    if not source:
+        raise CrossLensError("name at least one source domain, like --source arts.")
+    if target in source:
+        raise CrossLensError(f"'{target}' is both source and target; the target must be a different domain.")
+    if not 0 <= cold_fraction < 1:
+        raise CrossLensError(f"cold fraction must be in [0, 1), got {cold_fraction}.")
+    versions = {d: _dataset(store, d)["version"] for d in [target, *source]}
+    settings = dict(settings or {})
+    if epochs is not None:
+        settings["epochs"] = epochs
+    recommender = make_model(model, settings, seed)
+    spec = scenarios.scenario_spec(source, target, seed, cold_fraction, versions)
+    sc = scenarios.build(store, spec)
+    config = {"params": recommender.params, "sampled": sampled, "device": str(recommender.device)}
+    run = store.new_run(spec, model, config)
+    folder = store.run_dir(run["id"])
+    try:
+        started = time.time()
+        recommender.fit(sc, progress=progress)
+        train_seconds = time.time() - started
+        _save_weights(recommender.state(), folder / "weights.safetensors")
+        started = time.time()
+        ev = evaluate.evaluate(recommender, sc, "test", sampled=sampled)
+        eval_seconds = time.time() - started
+        write_parquet(ev.per_case, folder / "per_user.parquet")
+        log = getattr(recommender, "log_", None)
+        if log is not None:
+            write_parquet(pd.DataFrame(_epochs(log)), folder / "curves.parquet")
+        return store.finish_run(run["id"], ev.summary, train_seconds, eval_seconds)
+    except KeyboardInterrupt:
+        store.fail_run(run["id"], "cancelled", "cancelled by the user")
+        raise
+    except BaseException as err:
+        store.fail_run(run["id"], "failed", f"{type(err).__name__}: {err}")
+        raise
+
+
+def _epochs(log: dict) -> list[dict]:
+    """Flatten a model's training log (one stage or several) into rows of epochs."""
+    if "epochs" in log:
+        return log["epochs"]
+    return [row for stage in log.values() for row in stage["epochs"]]
+
+
+def _save_weights(tensors: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+# ---- runs ---------------------------------------------------------------------------------------------------------
+def runs(workspace=None) -> list[dict]:
+    return Store(workspace).runs()
+
+
+def run(run_id: str, workspace=None) -> dict:
+    record = Store(workspace).run(run_id)
+    if record is None:
+        raise CrossLensError(f"no run '{run_id}' in this workspace; `python -m engine runs` lists them.")
+    return record
+
+
+def load(run_id: str, workspace=None):
+    """(run record, scenario, fitted model) of a finished run, from its stored weights; no retraining."""
+    store = Store(workspace)
+    record = run(run_id, workspace)
+    if record["status"] != "done":
+        raise CrossLensError(f"run {run_id} is {record['status']}, not done; only finished runs can be used.")
+    spec = record["scenario"]
+    for name, version in spec["versions"].items():
+        current = store.dataset(name)
+        if current is None or current["version"] != version:
+            raise CrossLensError(f"dataset '{name}' was deleted or re-ingested after run {run_id}; "
+                                 f"train a new run on the current data.")
+    sc = scenarios.build(store, spec)
+    tensors = load_file(str(store.run_dir(run_id) / "weights.safetensors"))
+    model = MODELS[record["model"]].from_state(record["config"]["params"], sc, tensors)
+    return record, sc, model
+
+
+def recommend(run_id: str, user: str, k: int = 10, workspace=None) -> dict:
+    """Top-k target items for a user, as the run's model sees them.
+
+    A user with a test case is scored from that case's history (so held-out hits can be shown); any other user
+    from their whole training history. Their known target items are never recommended.
+    """
+    record, sc, model = load(run_id, workspace)
+    u = sc.user_index(str(user))
+    if u is None:
+        raise CrossLensError(f"user '{user}' is not in the domains of run {run_id} "
+                             f"({', '.join(sc.domains)}); check the id.")
+    if not 1 <= k <= sc.n_target:
+        raise CrossLensError(f"k must be between 1 and {sc.n_target}, got {k}.")
+    cases = sc.test
+    rows = np.flatnonzero(cases.user == u)
+    if len(rows):
+        history, exclude, relevant = cases.history[rows[0]], cases.exclude[rows[0]], cases.relevant[rows[0]]
+        basis = f"test case ({cases.segment[rows[0]]})"
+    else:
+        mine = sc.train[sc.train["user"] == u]
+        history, relevant = mine["item"].to_numpy(), np.array([], dtype=np.int64)
+        exclude = np.unique(history[history < sc.n_target])
+        basis = "training history"
+    batch = scenarios.Batch(torch.tensor([u]), torch.as_tensor(history if len(history) else [-1])[None])
+    with torch.no_grad():
+        scores = model.score(batch.to(model.device)).float().cpu()[0].clone()
+    scores[torch.as_tensor(exclude, dtype=torch.long)] = -torch.inf
+    top = scores.topk(k)
+    items = sc.items.iloc[top.indices.numpy()]
+    recs = [{"item_id": i, "title": t, "score": float(s), "held_out": bool(j in set(relevant.tolist()))}
+            for i, t, s, j in zip(items["item_id"], items["title"], top.values.tolist(), top.indices.tolist())]
+    return {"run_id": run_id, "user": str(user), "basis": basis, "recommendations": recs}
+
+
+def compare(run_a: str, run_b: str, metric: str = "ndcg@10", workspace=None) -> dict:
+    """Paired Wilcoxon signed-rank test of two runs on the same scenario, per segment."""
+    store = Store(workspace)
+    a, b = run(run_a, workspace), run(run_b, workspace)
+    if a["scenario_id"] != b["scenario_id"]:
+        raise CrossLensError(f"runs {run_a} and {run_b} are on different scenarios; a paired test needs the same "
+                             f"scenario (source, target, seed, cold fraction and data).")
+    frames = []
+    for r in (a, b):
+        if r["status"] != "done":
+            raise CrossLensError(f"run {r['id']} is {r['status']}; compare finished runs.")
+        frames.append(pd.read_parquet(store.run_dir(r["id"]) / "per_user.parquet"))
+    if metric not in frames[0].columns:
+        options = ", ".join(c for c in frames[0].columns if c not in ("user_id", "segment"))
+        raise CrossLensError(f"unknown metric '{metric}'; choose one of: {options}.")
+    both = frames[0].merge(frames[1], on=["user_id", "segment"], suffixes=("_a", "_b"))
+    result = {"run_a": run_a, "run_b": run_b, "model_a": a["model"], "model_b": b["model"], "metric": metric,
+              "segments": {}}
+    for segment in evaluate.SEGMENTS:
+        part = both if segment == "all" else both[both["segment"] == segment]
+        if len(part):
+            result["segments"][segment] = metrics.paired_test(part[f"{metric}_a"], part[f"{metric}_b"])
+    return result
+
+
+# ---- the default workspace ------------------------------------------------------------------------------------------
+def setup(workspace=None, progress_factory=None, log=print) -> None:
+    """Ingest the shipped dataset if missing, and train the default runs if the workspace has none."""
+    store = Store(workspace)
+    for folder in sorted(DEFAULT_DATASET.iterdir()):
+        if folder.is_dir() and store.dataset(folder.name) is None:
+            log(f"ingesting the shipped '{folder.name}' domain ...")
+            ingest(folder.name, folder / "interactions.parquet", folder / "items.parquet", workspace=workspace)
+    if not any(r["status"] == "done" for r in store.runs()):
+        for source, target, model in DEFAULT_RUNS:
+            log(f"training {model} ({source} -> {target}) ...")
+            progress = progress_factory(model) if progress_factory else None
+            record = train(source, target, model, workspace=workspace, progress=progress)
+            getattr(progress, "close", lambda: None)()
+            log(f"  run {record['id']}: warm ndcg@10 {record['metrics']['warm']['ndcg@10']:.4f}, "
+                f"cold ndcg@10 {record['metrics']['cold']['ndcg@10']:.4f}")

@@ -1,0 +1,97 @@
+"""Score every case of a split in batches, rank, and collect per-case and per-segment metrics.
+
+Default is full ranking over all target items with the user's known target items masked; `sampled=N` ranks the
+relevant items against N seeded random negatives instead (as some papers do), for comparison only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import metrics
+from .scenario import Cases, Scenario
+
+SEGMENTS = ("all", "warm", "cold")
+TOP = max(metrics.KS)
+
+
+@dataclass
+class Evaluation:
+    per_case: pd.DataFrame   # user_id, segment, one column per ranking metric, ild@10, novelty@10
+    top: np.ndarray          # (cases, TOP) target item indices, best first
+    summary: dict            # {segment: {metric: value}}
+
+
+def rank(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sampled: int | None = None,
+         seed: int = 0, max_history: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-TOP target items per case and whether each is relevant."""
+    rng = np.random.default_rng(seed)
+    tops, hits = [], []
+    with torch.no_grad():
+        for lo in range(0, len(cases), batch_size):
+            rows = np.arange(lo, min(lo + batch_size, len(cases)))
+            scores = model.score(scenario.batch(cases, rows, max_history).to(model.device)).float().cpu().contiguous()
+            exclude = cases.exclude.padded(rows)
+            relevant = cases.relevant.padded(rows)
+            r, c = np.nonzero(exclude >= 0)
+            scores[r, exclude[r, c]] = -torch.inf
+            if sampled:
+                scores = _keep_sampled(scores, relevant, sampled, rng)
+            top = scores.topk(TOP, dim=1).indices.numpy()
+            tops.append(top)
+            hits.append((top[:, :, None] == relevant[:, None, :]).any(2))
+    return np.concatenate(tops), np.concatenate(hits)
+
+
+def _keep_sampled(scores: torch.Tensor, relevant: np.ndarray, n: int, rng) -> torch.Tensor:
+    """Leave only the relevant items and n random unmasked negatives per row in the running."""
+    kept = torch.full_like(scores, -torch.inf)
+    for i in range(len(scores)):
+        rel = relevant[i][relevant[i] >= 0]
+        pool = np.flatnonzero(torch.isfinite(scores[i]).numpy())
+        pool = np.setdiff1d(pool, rel, assume_unique=True)
+        cand = np.concatenate([rel, rng.choice(pool, size=min(n, len(pool)), replace=False)])
+        kept[i, cand] = scores[i, cand]
+    return kept
+
+
+def evaluate(model, scenario: Scenario, split: str = "test", sampled: int | None = None,
+             batch_size: int = 1024, features=None) -> Evaluation:
+    cases = scenario.cases(split)
+    top, hits = rank(model, scenario, cases, batch_size, sampled, seed=scenario.spec["seed"])
+    per_case = pd.DataFrame(metrics.ranking_metrics(hits, cases.relevant.lengths))
+    features = scenario.item_features() if features is None else features
+    per_case["ild@10"] = metrics.intra_list_diversity(top[:, :10], features)
+    per_case["novelty@10"] = metrics.novelty(top[:, :10], scenario.item_popularity(), scenario.n_users)
+    per_case.insert(0, "segment", cases.segment)
+    per_case.insert(0, "user_id", scenario.users[cases.user])
+    return Evaluation(per_case, top, summarise(per_case, top, scenario.n_target))
+
+
+def summarise(per_case: pd.DataFrame, top: np.ndarray, n_target: int) -> dict:
+    summary = {}
+    for segment in SEGMENTS:
+        mask = np.ones(len(per_case), bool) if segment == "all" else (per_case["segment"] == segment).to_numpy()
+        values = {"cases": int(mask.sum())}
+        if mask.any():
+            values.update(per_case.loc[mask].drop(columns=["user_id", "segment"]).mean().round(6).to_dict())
+            for k in metrics.KS:
+                values[f"coverage@{k}"] = round(metrics.coverage(top[mask, :k], n_target), 6)
+        summary[segment] = values
+    return summary
+
+
+def validation_ndcg(model, scenario: Scenario, segment: str = "all", max_cases: int = 10_000) -> float:
+    """NDCG@10 on (a fixed seeded subset of) the validation cases: the early-stopping signal."""
+    cases = scenario.valid
+    if segment != "all":
+        cases = cases.subset(np.flatnonzero(cases.segment == segment))
+    if len(cases) > max_cases:
+        rows = np.sort(np.random.default_rng(scenario.spec["seed"]).choice(len(cases), max_cases, replace=False))
+        cases = cases.subset(rows)
+    _, hits = rank(model, scenario, cases)
+    return float(metrics.ranking_metrics(hits, cases.relevant.lengths, ks=(10,))["ndcg@10"].mean())
+

@@ -1,0 +1,8 @@
+"""Every model behind one interface (see base.py); `MODELS` maps the CLI name to its class."""
+from .bpr import BPR
+from .cmf import CMF
+from .emcdr import EMCDR
+from .itemknn import ItemKNN
+from .pop import Pop
+
+MODELS = {m.name: m for m in (Pop, ItemKNN, BPR, CMF, EMCDR)}

@@ -1,0 +1,14 @@
+"""Collective matrix factorisation: one user factor shared by every domain, item factors per domain.
+
+BPR on the interactions of all domains, each negative drawn from the positive's own domain; a user with only
+source interactions still gets a factor that lives in the target items' space. `target_weight` weighs the
+target domain's pairs in the loss, so the shared factor is not dominated by a larger source domain.
+"""
+from .bpr import BPR
+from .mf import MF_DEFAULTS
+
+
+class CMF(BPR):
+    name = "cmf"
+    all_domains = True
+    defaults = {**MF_DEFAULTS, "target_weight": 5.0}

@@ -1,0 +1,114 @@
+"""EMCDR (Man et al., IJCAI 2017): factorise each domain, then learn a mapping from a user's source factor to
+their target factor on users present in both; cold-start users are scored through the mapped source factor.
+
+`map_loss="mse"` regresses the target factor as in the paper; the default `"bpr"` trains the mapping to rank the
+users' own target items (the task-oriented objective of TMCDR/PTUPCDR), which regresses less to the mean user.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..train import fit_module, shuffled_batches
+from .base import Recommender
+from .bpr import bpr_batches
+from .mf import MF_DEFAULTS, Factorisation
+
+
+class TwoDomainFactors(nn.Module):
+    """Separate user and item factors for the source domain(s) and the target domain, trained side by side."""
+
+    def __init__(self, n_users, n_items, n_target, dim, reg):
+        super().__init__()
+        self.source = Factorisation(n_users, n_items, dim, reg)
+        self.target = Factorisation(n_users, n_target, dim, reg)
+
+    def calculate_loss(self, user, pos, neg):
+        t = pos < self.target.items.num_embeddings  # target items occupy the first block of the index
+        loss = 0.0
+        if t.any():
+            loss = loss + self.target.calculate_loss(user[t], pos[t], neg[t])
+        if (~t).any():
+            loss = loss + self.source.calculate_loss(user[~t], pos[~t], neg[~t])
+        return loss
+
+
+class Mapping(nn.Module):
+    """MLP from source user factors to target user factors, trained against the frozen target factors."""
+
+    def __init__(self, factors: TwoDomainFactors, hidden: int, loss: str):
+        super().__init__()
+        dim = factors.source.users.embedding_dim
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        self.factors, self.loss = factors, loss
+
+    def forward(self, users):
+        return self.net(self.factors.source.users(users))
+
+    def calculate_loss(self, user, pos=None, neg=None):
+        if self.loss == "mse":
+            return (self(user) - self.factors.target.users(user)).pow(2).sum(-1).mean()
+        return self.factors.target.pair_loss(self(user), pos, neg)
+
+
+class EMCDR(Recommender):
+    name = "emcdr"
+    defaults = {**MF_DEFAULTS, "reg": 0.01, "map_hidden": 128, "map_lr": 0.001, "map_epochs": 60, "map_loss": "bpr"}
+
+    def _modules(self, scenario):
+        p = self.params
+        if p["map_loss"] not in ("bpr", "mse"):
+            raise ValueError(f"map_loss must be 'bpr' or 'mse', got '{p['map_loss']}'")
+        factors = TwoDomainFactors(scenario.n_users, scenario.n_items, scenario.n_target, p["dim"], p["reg"])
+        return factors.to(self.device), Mapping(factors, p["map_hidden"], p["map_loss"]).to(self.device)
+
+    def fit(self, scenario, progress=None):
+        self._seed()
+        p = self.params
+        self.factors_, mapping = self._modules(scenario)
+        self.mapping_ = None
+        train = scenario.train
+        has_target = np.zeros(scenario.n_users, bool)
+        has_target[train.loc[train["domain"] == 0, "user"]] = True
+        has_source = np.zeros(scenario.n_users, bool)
+        has_source[train.loc[train["domain"] != 0, "user"]] = True
+        self.has_target_ = torch.as_tensor(has_target, device=self.device)
+        log = fit_module(self.factors_, bpr_batches(scenario, train, p["batch_size"], self.device),
+                         self, scenario, p, progress, stage="factorise")
+
+        # Mapping, learned on users with factors in both domains; early-stopped on cold validation users.
+        self.factors_.requires_grad_(False)
+        self.mapping_ = mapping
+        both = has_target & has_source
+        if p["map_loss"] == "mse":
+            users = torch.as_tensor(np.flatnonzero(both), device=self.device)
+
+            def batches(rng):
+                for idx in shuffled_batches(rng, len(users), p["batch_size"]):
+                    yield (users[torch.as_tensor(idx, device=self.device)],)
+        else:
+            target_pairs = train[(train["domain"] == 0) & both[train["user"]]]
+            batches = bpr_batches(scenario, target_pairs, p["batch_size"], self.device)
+        map_params = {**p, "lr": p["map_lr"], "epochs": p["map_epochs"]}
+        log2 = fit_module(mapping, batches, self, scenario, map_params, progress, stage="map", valid_segment="cold")
+        self.log_ = {"factorise": log, "map": log2}
+        return self
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        own = self.factors_.target.users(users)
+        if self.mapping_ is None:
+            return own
+        return torch.where(self.has_target_[users, None], own, self.mapping_(users))
+
+    def score(self, batch):
+        return self.factors_.target.scores(self.user_vectors(batch.users), self.factors_.target.items.num_embeddings)
+
+    def state(self):
+        return {**{f"mapping.{k}": v for k, v in self.mapping_.state_dict().items()}, "has_target": self.has_target_}
+
+    def load_state(self, scenario, tensors):
+        self.factors_, self.mapping_ = self._modules(scenario)
+        self.mapping_.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("mapping.")})
+        self.has_target_ = tensors["has_target"].to(self.device)
+        return self

@@ -1,0 +1,24 @@
+"""Most popular target items, the same list for everyone."""
+from __future__ import annotations
+
+import torch
+
+from .base import Recommender
+
+
+class Pop(Recommender):
+    name = "pop"
+
+    def fit(self, scenario, progress=None):
+        self.popularity_ = torch.as_tensor(scenario.item_popularity(), dtype=torch.float32)
+        return self
+
+    def score(self, batch):
+        return self.popularity_.expand(len(batch.users), -1)
+
+    def state(self):
+        return {"popularity": self.popularity_}
+
+    def load_state(self, scenario, tensors):
+        self.popularity_ = tensors["popularity"]
+        return self

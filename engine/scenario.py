@@ -1,0 +1,287 @@
+"""A cross-domain scenario: source domain(s) -> target domain, split into training data and test cases.
+
+Protocol (seeded, no leakage):
+- Overlapping users have interactions in the target and in a source. A `cold_fraction` of them (chosen by the
+  seed) are cold-start users: all their target interactions are held out and form their relevant set; they are
+  scored from their source history alone. Half of them validate, half test.
+- Every other user with at least 3 target interactions is warm: leave-last-out in the target by timestamp (last =
+  test, second last = validation). A case's history is all of the user's interactions, any domain, strictly
+  before the case's timestamp (ties are not "before").
+- Training data = every interaction that is not held out.
+
+Items get one global index; the target domain's items come first (0..n_target-1, in a seeded order so score ties
+are not broken by file order), then each source domain's items as one contiguous block.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+
+from . import kg
+from .store import Store
+
+MIN_WARM_TARGET = 3
+
+
+@dataclass
+class Ragged:
+    """Variable-length rows (a history, a relevant set) as one flat array plus offsets."""
+    indptr: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def from_groups(cls, group: np.ndarray, values: np.ndarray, n_groups: int) -> "Ragged":
+        """Rows from (group, value) pairs already sorted by group."""
+        counts = np.bincount(group, minlength=n_groups)
+        return cls(np.concatenate([[0], np.cumsum(counts)]), np.asarray(values))
+
+    def __len__(self):
+        return len(self.indptr) - 1
+
+    def __getitem__(self, i) -> np.ndarray:
+        return self.values[self.indptr[i]:self.indptr[i + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def padded(self, rows: np.ndarray, fill: int = -1, max_len: int | None = None) -> np.ndarray:
+        """Rows as a (len(rows), L) matrix, left-aligned; with max_len only the last max_len values of each row."""
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        if max_len is not None:
+            starts = np.maximum(starts, ends - max_len)
+        lengths = ends - starts
+        out = np.full((len(rows), int(lengths.max(initial=0))), fill, dtype=self.values.dtype)
+        mask = np.arange(out.shape[1]) < lengths[:, None]
+        out[mask] = self.values[np.repeat(starts, lengths) + _ranges(lengths)]
+        return out
+
+    def take(self, rows: np.ndarray) -> "Ragged":
+        lengths = self.lengths[rows]
+        return Ragged(np.concatenate([[0], np.cumsum(lengths)]),
+                      self.values[np.repeat(self.indptr[rows], lengths) + _ranges(lengths)])
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """[0..l0-1, 0..l1-1, ...] without a Python loop."""
+    total = int(lengths.sum())
+    return np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+@dataclass
+class Cases:
+    """Test or validation cases: who, what they saw before, what to find, what not to recommend."""
+    user: np.ndarray          # global user index
+    segment: np.ndarray       # "warm" | "cold"
+    history: Ragged           # global item indices, oldest first
+    relevant: Ragged          # target item indices
+    exclude: Ragged           # target item indices masked from the ranking (known to the user)
+
+    def __len__(self):
+        return len(self.user)
+
+    def subset(self, rows: np.ndarray) -> "Cases":
+        return Cases(self.user[rows], self.segment[rows], self.history.take(rows), self.relevant.take(rows),
+                     self.exclude.take(rows))
+
+
+@dataclass
+class Batch:
+    """What a model may see when it scores: users and their histories (global item index, -1 = padding)."""
+    users: torch.Tensor
+    history: torch.Tensor
+
+    def to(self, device) -> "Batch":
+        return Batch(self.users.to(device), self.history.to(device))
+
+
+@dataclass
+class Scenario:
+    spec: dict
+    domains: list[str]           # target first, then sources
+    items: pd.DataFrame          # global item table: item_id, domain, title, attributes...
+    domain_range: dict           # domain -> (start, end) in the global item index
+    users: np.ndarray            # user_id per global user index
+    train: pd.DataFrame          # user, item, domain (index into domains), timestamp; sorted by user then time
+    valid: Cases
+    test: Cases
+
+    @property
+    def target(self) -> str:
+        return self.domains[0]
+
+    @property
+    def n_target(self) -> int:
+        return self.domain_range[self.target][1]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    def cases(self, split: str) -> Cases:
+        return {"valid": self.valid, "test": self.test}[split]
+
+    def train_matrix(self, domains: list[str] | None = None) -> sparse.csr_matrix:
+        """Binary users x all-items matrix of training interactions (optionally of some domains only)."""
+        t = self.train
+        if domains is not None:
+            t = t[t["domain"].isin([self.domains.index(d) for d in domains])]
+        m = sparse.csr_matrix((np.ones(len(t), np.float32), (t["user"], t["item"])),
+                              shape=(self.n_users, self.n_items))
+        m.data[:] = 1.0  # repeated interactions count once
+        return m
+
+    def item_popularity(self) -> np.ndarray:
+        """Distinct training users per target item."""
+        m = self.train_matrix([self.target])[:, : self.n_target]
+        return np.asarray((m > 0).sum(0)).ravel()
+
+    def item_features(self, domain: str | None = None) -> sparse.csr_matrix:
+        """Binary items x attribute-entities matrix (categories at each level, brand, ...)."""
+        start, end = self.domain_range[domain or self.target]
+        ent = kg.item_entities(self.items.iloc[start:end].reset_index(drop=True))
+        codes, _ = pd.factorize(ent["entity"])
+        return sparse.csr_matrix((np.ones(len(ent), np.float32), (ent["item"], codes)),
+                                 shape=(end - start, max(len(_), 1)))
+
+    def batch(self, cases: Cases, rows: np.ndarray, max_history: int | None = None) -> Batch:
+        return Batch(torch.as_tensor(cases.user[rows], dtype=torch.long),
+                     torch.as_tensor(cases.history.padded(rows, max_len=max_history), dtype=torch.long))
+
+    def user_index(self, user_id: str) -> int | None:
+        hit = np.flatnonzero(self.users == user_id)
+        return int(hit[0]) if len(hit) else None
+
+
+def scenario_spec(source: list[str], target: str, seed: int = 0, cold_fraction: float = 0.2,
+                  versions: dict | None = None) -> dict:
+    return {"source": sorted(source), "target": target, "seed": int(seed), "cold_fraction": float(cold_fraction),
+            "versions": versions or {}}
+
+
+def build(store: Store, spec: dict) -> Scenario:
+    """Load the scenario's domains from the workspace and split them by the protocol above."""
+    domains = [spec["target"], *spec["source"]]
+    tables = {d: (store.load_table(d, "interactions"), store.load_table(d, "items")) for d in domains}
+    return split(tables, spec)
+
+
+def split(tables: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]], spec: dict) -> Scenario:
+    """Split in-memory domain tables {domain: (interactions, items)} by the protocol."""
+    rng = np.random.default_rng(spec["seed"])
+    domains = [spec["target"], *spec["source"]]
+    if spec["target"] in spec["source"]:
+        raise ValueError(f"target domain '{spec['target']}' is also a source; choose different domains")
+
+    # Global item table: target block first (seeded order), then each source block.
+    item_frames, ranges, start = [], {}, 0
+    for d in domains:
+        inter, items = tables[d]
+        if items is None:
+            items = pd.DataFrame({"item_id": inter["item_id"].unique()})
+            items["title"] = items["item_id"]
+        items = items.copy()
+        if d == spec["target"]:
+            items = items.iloc[rng.permutation(len(items))]
+        items.insert(1, "domain", d)
+        ranges[d] = (start, start + len(items))
+        start += len(items)
+        item_frames.append(items)
+    items = pd.concat(item_frames, ignore_index=True).fillna("")
+    item_index = pd.Series(np.arange(len(items)), index=pd.MultiIndex.from_arrays([items["domain"], items["item_id"]]))
+
+    # All interactions with global indices, sorted by user, then time, then file order.
+    frames = []
+    for di, d in enumerate(domains):
+        inter = tables[d][0]
+        frames.append(pd.DataFrame({
+            "user_id": inter["user_id"].to_numpy(), "domain": np.int8(di),
+            "item": item_index.reindex(pd.MultiIndex.from_arrays([np.full(len(inter), d), inter["item_id"]])).to_numpy(),
+            "timestamp": inter["timestamp"].to_numpy(np.float64), "order": np.arange(len(inter))}))
+    log = pd.concat(frames, ignore_index=True)
+    users, log["user"] = _codes(log["user_id"])
+    log = log.sort_values(["user", "timestamp", "domain", "order"], kind="stable").reset_index(drop=True)
+    log["item"] = log["item"].astype(np.int64)
+
+    in_target = log["domain"] == 0
+    target_users = np.unique(log.loc[in_target, "user"])
+    source_users = np.unique(log.loc[~in_target, "user"])
+    overlap = np.intersect1d(target_users, source_users)
+
+    # Cold users: a seeded draw among overlapping users, ordered by user id so the draw doesn't depend on indexing.
+    overlap = overlap[np.argsort(users[overlap], kind="stable")]
+    n_cold = int(round(spec["cold_fraction"] * len(overlap)))
+    cold = rng.permutation(overlap)[:n_cold]
+    cold_valid, cold_test = np.sort(cold[: n_cold // 2]), np.sort(cold[n_cold // 2:])
+    is_cold = np.zeros(len(users), bool)
+    is_cold[cold] = True
+
+    # Warm users: leave-last-out in the target.
+    t = log[in_target & ~is_cold[log["user"]]]
+    count = t.groupby("user").size()
+    t = t[t["user"].isin(count.index[count >= MIN_WARM_TARGET])]
+    rank_from_end = t.groupby("user").cumcount(ascending=False)
+    test_rows, valid_rows = t[rank_from_end == 0], t[rank_from_end == 1]
+
+    held_out = np.zeros(len(log), bool)
+    held_out[test_rows.index] = True
+    held_out[valid_rows.index] = True
+    held_out[(in_target & is_cold[log["user"]]).to_numpy()] = True
+    train = log.loc[~held_out, ["user", "item", "domain", "timestamp"]].reset_index(drop=True)
+
+    target_train = train[train["domain"] == 0]
+    valid = _cases(log, target_train, valid_rows, None, cold_valid, len(users))
+    test = _cases(log, target_train, test_rows, valid_rows, cold_test, len(users))
+    return Scenario(spec=spec, domains=domains, items=items, domain_range=ranges, users=users, train=train,
+                    valid=valid, test=test)
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(values, sort=True)
+    return np.asarray(uniques, dtype=object), codes.astype(np.int64)
+
+
+def _cases(log, target_train, warm_rows, known_rows, cold_users, n_users) -> Cases:
+    """Warm cases (one per held-out row) followed by cold cases (one per cold user)."""
+    warm_users = warm_rows["user"].to_numpy()
+    cutoff = np.full(n_users, np.inf)
+    cutoff[warm_users] = warm_rows["timestamp"].to_numpy()
+    case_users = np.concatenate([warm_users, cold_users])
+    case_of_user = np.full(n_users, -1)
+    case_of_user[case_users] = np.arange(len(case_users))
+
+    # History: warm = everything strictly before the cutoff; cold = their whole source history.
+    mine = log[case_of_user[log["user"]] >= 0]
+    keep = np.where(np.isinf(cutoff[mine["user"]]), mine["domain"] != 0, mine["timestamp"] < cutoff[mine["user"]])
+    hist = mine[keep]
+    hist_case = case_of_user[hist["user"]]
+    order = np.argsort(hist_case, kind="stable")  # log is sorted by time within user
+    history = Ragged.from_groups(hist_case[order], hist["item"].to_numpy()[order], len(case_users))
+
+    # Relevant: the held-out item (warm) or every distinct target item of the user (cold).
+    cold_target = log[(log["domain"] == 0) & np.isin(log["user"], cold_users)].drop_duplicates(["user", "item"])
+    rel = pd.concat([pd.DataFrame({"case": case_of_user[warm_users], "item": warm_rows["item"].to_numpy()}),
+                     pd.DataFrame({"case": case_of_user[cold_target["user"]], "item": cold_target["item"].to_numpy()})])
+    rel = rel.sort_values("case", kind="stable")
+    relevant = Ragged.from_groups(rel["case"].to_numpy(), rel["item"].to_numpy(), len(case_users))
+
+    # Excluded: the user's target training items (plus the validation item when testing).
+    known = [target_train[["user", "item"]]]
+    if known_rows is not None:
+        known.append(known_rows[["user", "item"]])
+    known = pd.concat(known)
+    known = known[case_of_user[known["user"]] >= 0].drop_duplicates()
+    known_case = case_of_user[known["user"]]
+    order = np.argsort(known_case, kind="stable")
+    exclude = Ragged.from_groups(known_case[order], known["item"].to_numpy()[order], len(case_users))
+
+    segment = np.array(["warm"] * len(warm_users) + ["cold"] * len(cold_users), dtype=object)
+    return Cases(case_users, segment, history, relevant, exclude)

@@ -1,0 +1,212 @@
+"""The workspace: a SQLite registry plus files (Parquet datasets, run folders).
+
+The registry is the single source of truth. Files are written under a temporary name and renamed into place
+before the registry row that points to them is committed, so a crash at any moment leaves either the old state
+or the new one, never a half-registered dataset or run (orphan folders are swept on open).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+DEFAULT_WORKSPACE = "workspace"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT PRIMARY KEY, version TEXT NOT NULL, created REAL NOT NULL,
+    n_users INTEGER, n_items INTEGER, n_interactions INTEGER, n_triples INTEGER,
+    path TEXT NOT NULL, info TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS scenarios (
+    id TEXT PRIMARY KEY, spec TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, scenario_id TEXT NOT NULL REFERENCES scenarios(id), model TEXT NOT NULL,
+    config TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL, finished REAL,
+    train_seconds REAL, eval_seconds REAL, metrics TEXT, path TEXT NOT NULL, error TEXT);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, segment TEXT NOT NULL, metric TEXT NOT NULL,
+    value REAL, PRIMARY KEY (run_id, segment, metric));
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, run_id TEXT, pid INTEGER, status TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0,
+    message TEXT, updated REAL NOT NULL, log_path TEXT);
+"""
+
+
+def workspace_path(workspace: str | os.PathLike | None = None) -> Path:
+    return Path(workspace or os.environ.get("CROSSLENS_WORKSPACE") or DEFAULT_WORKSPACE)
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Write atomically: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    df.to_parquet(tmp, index=False, compression="zstd")
+    os.replace(tmp, path)
+
+
+def write_json(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+class Store:
+    def __init__(self, workspace: str | os.PathLike | None = None):
+        self.root = workspace_path(workspace)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "datasets").mkdir(exist_ok=True)
+        (self.root / "runs").mkdir(exist_ok=True)
+        with self._db() as db:
+            db.executescript(SCHEMA)
+        self._sweep_orphans()
+
+    @contextmanager
+    def _db(self):
+        """One transaction: committed on success, rolled back on any exception."""
+        db = sqlite3.connect(self.root / "registry.sqlite", timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys = ON")
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def _sweep_orphans(self) -> None:
+        """Remove dataset folders no registry row points to (left by a crash between rename and commit)."""
+        with self._db() as db:
+            live = {r["path"] for r in db.execute("SELECT path FROM datasets")}
+        for folder in (self.root / "datasets").iterdir():
+            rel = f"datasets/{folder.name}"
+            if rel not in live and time.time() - folder.stat().st_mtime > 60:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    # ---- datasets -------------------------------------------------------------------------------------------
+    def put_dataset(self, name: str, tables: dict[str, pd.DataFrame], stats: dict, info: dict) -> dict:
+        """Store a new version of dataset `name` (tables: interactions, items?, kg?), replacing any previous one."""
+        version = uuid.uuid4().hex[:12]
+        rel = f"datasets/{name}-{version}"
+        staging = self.root / "datasets" / f".staging-{version}"
+        staging.mkdir()
+        try:
+            for table, df in tables.items():
+                if df is not None:
+                    df.to_parquet(staging / f"{table}.parquet", index=False, compression="zstd")
+            os.replace(staging, self.root / rel)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        try:
+            with self._db() as db:
+                old = db.execute("SELECT path FROM datasets WHERE name = ?", (name,)).fetchone()
+                db.execute(
+                    "INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?)",
+                    (name, version, time.time(), stats["n_users"], stats["n_items"], stats["n_interactions"],
+                     stats.get("n_triples", 0), rel, json.dumps(info)))
+        except BaseException:
+            shutil.rmtree(self.root / rel, ignore_errors=True)
+            raise
+        if old:
+            shutil.rmtree(self.root / old["path"], ignore_errors=True)
+        return self.dataset(name)
+
+    def dataset(self, name: str) -> dict | None:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
+        return _dataset_record(row) if row else None
+
+    def datasets(self) -> list[dict]:
+        with self._db() as db:
+            return [_dataset_record(r) for r in db.execute("SELECT * FROM datasets ORDER BY name")]
+
+    def load_table(self, name: str, table: str) -> pd.DataFrame | None:
+        record = self.dataset(name)
+        if record is None:
+            raise KeyError(name)
+        path = self.root / record["path"] / f"{table}.parquet"
+        return pd.read_parquet(path) if path.exists() else None
+
+    def delete_dataset(self, name: str) -> None:
+        with self._db() as db:
+            row = db.execute("SELECT path FROM datasets WHERE name = ?", (name,)).fetchone()
+            db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+        if row:
+            shutil.rmtree(self.root / row["path"], ignore_errors=True)
+
+    # ---- scenarios and runs ---------------------------------------------------------------------------------
+    def scenario_id(self, spec: dict) -> str:
+        """The id of a scenario spec (same spec -> same id), registering it on first use."""
+        text = json.dumps(spec, sort_keys=True)
+        with self._db() as db:
+            row = db.execute("SELECT id FROM scenarios WHERE spec = ?", (text,)).fetchone()
+            if row:
+                return row["id"]
+            sid = "s-" + uuid.uuid4().hex[:8]
+            db.execute("INSERT INTO scenarios VALUES (?,?,?)", (sid, text, time.time()))
+            return sid
+
+    def scenarios(self) -> list[dict]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM scenarios ORDER BY created").fetchall()
+        return [{"id": r["id"], **json.loads(r["spec"]), "created": r["created"]} for r in rows]
+
+    def new_run(self, scenario: dict, model: str, config: dict) -> dict:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        rel = f"runs/{run_id}"
+        (self.root / rel).mkdir()
+        write_json({"scenario": scenario, "model": model, "config": config}, self.root / rel / "config.json")
+        sid = self.scenario_id(scenario)
+        with self._db() as db:
+            db.execute("INSERT INTO runs (id, scenario_id, model, config, status, created, path) VALUES (?,?,?,?,?,?,?)",
+                       (run_id, sid, model, json.dumps(config), "running", time.time(), rel))
+        return self.run(run_id)
+
+    def finish_run(self, run_id: str, metrics: dict, train_seconds: float, eval_seconds: float) -> dict:
+        """Mark a run done; its files must already be in its folder."""
+        write_json(metrics, self.run_dir(run_id) / "metrics.json")
+        rows = [(run_id, seg, m, v) for seg, values in metrics.items() for m, v in values.items()]
+        with self._db() as db:
+            db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            db.executemany("INSERT INTO metrics VALUES (?,?,?,?)", rows)
+            db.execute("UPDATE runs SET status='done', finished=?, train_seconds=?, eval_seconds=?, metrics=? "
+                       "WHERE id=?", (time.time(), train_seconds, eval_seconds, json.dumps(metrics), run_id))
+        return self.run(run_id)
+
+    def fail_run(self, run_id: str, status: str, error: str) -> None:
+        with self._db() as db:
+            db.execute("UPDATE runs SET status=?, finished=?, error=? WHERE id=?", (status, time.time(), error, run_id))
+
+    def run(self, run_id: str) -> dict | None:
+        with self._db() as db:
+            row = db.execute("SELECT runs.*, scenarios.spec FROM runs JOIN scenarios ON scenarios.id = scenario_id "
+                             "WHERE runs.id = ?", (run_id,)).fetchone()
+        return _run_record(row) if row else None
+
+    def runs(self) -> list[dict]:
+        with self._db() as db:
+            rows = db.execute("SELECT runs.*, scenarios.spec FROM runs JOIN scenarios ON scenarios.id = scenario_id "
+                              "ORDER BY created").fetchall()
+        return [_run_record(r) for r in rows]
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+
+def _dataset_record(row: sqlite3.Row) -> dict:
+    record = dict(row)
+    record["info"] = json.loads(record["info"])
+    return record
+
+
+def _run_record(row: sqlite3.Row) -> dict:
+    record = dict(row)
+    record["scenario"] = json.loads(record.pop("spec"))
+    record["config"] = json.loads(record["config"])
+    record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else None
+    return record

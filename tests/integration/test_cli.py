@@ -1,0 +1,69 @@
+"""The CLI contract, end to end in a subprocess: ingest -> train -> runs/show -> recommend -> compare."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, workspace, check=True):
+    result = subprocess.run([sys.executable, "-m", "engine", *map(str, args), "--workspace", str(workspace)],
+                            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_round_trip(tmp_path, domain_files):
+    ws = tmp_path / "ws"
+    for name, (inter, items) in domain_files.items():
+        out = json.loads(cli("ingest", "--domain", name, "--interactions", inter, "--items", items, "--json",
+                             workspace=ws).stdout)
+        assert out["name"] == name and out["n_interactions"] > 0
+    listed = json.loads(cli("datasets", "--json", workspace=ws).stdout)
+    assert {d["name"] for d in listed} == {"src", "tgt"}
+
+    runs = {}
+    for model in ("pop", "itemknn"):
+        record = json.loads(cli("train", "--source", "src", "--target", "tgt", "--model", model, "--json",
+                                workspace=ws).stdout)
+        assert record["status"] == "done"
+        assert set(record["metrics"]) == {"all", "warm", "cold"}
+        assert {"ndcg@10", "hr@10", "mrr@10"} <= set(record["metrics"]["warm"])
+        runs[model] = record["id"]
+
+    table = cli("runs", workspace=ws).stdout
+    assert runs["pop"] in table and runs["itemknn"] in table
+    shown = json.loads(cli("show", runs["itemknn"], "--json", workspace=ws).stdout)
+    assert shown["model"] == "itemknn"
+
+    recs = json.loads(cli("recommend", runs["itemknn"], "--user", "u1", "-k", "5", "--json", workspace=ws).stdout)
+    assert len(recs["recommendations"]) == 5
+    assert {"item_id", "title", "score"} <= set(recs["recommendations"][0])
+    assert all(r["item_id"].startswith("tgt") for r in recs["recommendations"])
+
+    compared = json.loads(cli("compare", runs["itemknn"], runs["pop"], "--json", workspace=ws).stdout)
+    assert 0 <= compared["segments"]["all"]["p_value"] <= 1
+
+    # bad input: exit code 2, one paragraph on stderr, no traceback, nothing changed
+    for args in (("recommend", runs["pop"], "--user", "nobody"), ("show", "no-such-run"),
+                 ("train", "--source", "src", "--target", "nope", "--model", "pop"),
+                 ("train", "--source", "src", "--target", "tgt", "--model", "bpr", "--set", "dimm=3"),
+                 ("ingest", "--domain", "x", "--interactions", tmp_path / "missing.csv")):
+        result = cli(*args, workspace=ws, check=False)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+    assert len(json.loads(cli("runs", "--json", workspace=ws).stdout)) == 2
+
+
+def test_bad_upload_names_file_row_and_column(tmp_path):
+    bad = tmp_path / "books.csv"
+    bad.write_text("user_id,item_id,timestamp\nu1,i1,2024-01-01\nu2,i2,yesterday\n")
+    result = cli("ingest", "--domain", "books", "--interactions", bad, workspace=tmp_path / "ws", check=False)
+    assert result.returncode == 2
+    assert "books.csv" in result.stderr and "timestamp" in result.stderr and "2" in result.stderr
+    assert json.loads(cli("datasets", "--json", workspace=tmp_path / "ws").stdout) == []
