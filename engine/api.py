@@ -43,7 +43,8 @@ def datasets(workspace=None) -> list[dict]:
 
 
 def delete_dataset(name: str, workspace=None) -> None:
-    Store(workspace).delete_dataset(_dataset(Store(workspace), name)["name"])
+    store = Store(workspace)
+    store.delete_dataset(_dataset(store, name)["name"])
 
 
 def _dataset(store: Store, name: str) -> dict:
@@ -119,6 +120,9 @@ def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_
         ev = evaluate.evaluate(recommender, sc, "test", sampled=sampled)
         eval_seconds = time.time() - started
         write_parquet(ev.per_case, folder / "per_user.parquet")
+        vectors = recommender.item_vectors()
+        if vectors is not None:
+            write_parquet(_item_vector_table(sc, vectors), folder / "item_vectors.parquet")
         log = getattr(recommender, "log_", None)
         if log is not None:
             write_parquet(pd.DataFrame(_epochs(log)), folder / "curves.parquet")
@@ -129,6 +133,12 @@ def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_
     except BaseException as err:
         store.fail_run(run["id"], "failed", f"{type(err).__name__}: {err}")
         raise
+
+
+def _item_vector_table(sc, vectors: torch.Tensor) -> pd.DataFrame:
+    table = sc.items.iloc[: len(vectors)][["item_id", "domain"]].reset_index(drop=True)
+    table["vector"] = list(vectors.float().cpu().numpy())
+    return table
 
 
 def _epochs(log: dict) -> list[dict]:

@@ -71,7 +71,10 @@ def render(rows: list[dict], seeds) -> str:
             cells.append(f"{mean:.4f}" + (f" ± {std:.4f}" if len(seeds) > 1 else ""))
         cells += [f"{r['train_seconds']:.1f}", f"{r['eval_seconds']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Sanity checks (ndcg@10):", ""]
+    slowest = max(rows, key=lambda r: r["eval_seconds"])
+    lines += ["", f"Slowest full-ranking evaluation of all {slowest['test cases']} test cases of a scenario: "
+              f"{slowest['eval_seconds']:.2f} s ({slowest['model']}, {slowest['direction']}).",
+              "", "Sanity checks (ndcg@10):", ""]
     for direction in dict.fromkeys(r["direction"] for r in rows):
         by_model = {r["model"]: r for r in rows if r["direction"] == direction}
         for better, worse, seg in SANITY:

@@ -1,7 +1,8 @@
 """The upload contract: read one domain dataset (interactions, items, knowledge-graph triples) and validate it.
 
-Everything is read as text first, so ids like `007` survive, and nothing is ever unpickled. Every problem found is
-reported together, each naming the file, the rows, the column, what is wrong and how to fix it.
+Everything is read as text first, so ids like `007` survive, and nothing is ever unpickled. Every problem found in
+every file is reported together, each naming the file, the rows, the column, what is wrong and how to fix it. This
+module never writes anything, so a rejected dataset has no side effects.
 """
 from __future__ import annotations
 
@@ -14,39 +15,45 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-FORMATS = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".inter": "\t", ".item": "\t", ".kg": "\t", ".link": "\t",
-           ".parquet": None}
-ALIASES = {"user": "user_id", "userid": "user_id", "item": "item_id", "itemid": "item_id", "asin": "item_id",
-           "time": "timestamp", "ts": "timestamp", "head_id": "head", "relation_id": "relation", "tail_id": "tail"}
+SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".inter": "\t", ".item": "\t", ".kg": "\t", ".link": "\t",
+              ".parquet": None}
 REQUIRED = {"interactions": ("user_id", "item_id"), "items": ("item_id", "title"), "kg": ("head", "relation", "tail")}
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+ALIASES = {  # per kind of file: canonical name -> other spellings accepted when the canonical one is absent
+    "interactions": {"user_id": ("user", "userid"), "item_id": ("item", "itemid", "asin"),
+                     "timestamp": ("time", "ts")},
+    "items": {"item_id": ("item", "itemid", "asin")},
+    "kg": {"head": ("head_id",), "relation": ("relation_id",), "tail": ("tail_id",)},  # RecBole .kg headers
+}
+RECBOLE_TYPE = re.compile(r":\s*(token|token_seq|float|float_seq)$")
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 SHOWN_ROWS = 5
+TIMESTAMP_FIX = "use epoch seconds or ISO-8601 like 2024-01-31T12:00:00, the same kind in every row"
 
 
 @dataclass
 class Problem:
     file: str
-    rows: list[int]      # 1-based data rows (the header is not counted)
+    rows: list[int]      # 1-based data rows (the header is not counted); [] when not row-specific
     column: str | None
     problem: str
     fix: str
-    n_rows: int = 0      # how many rows are affected in all (rows lists the first few)
+    n_rows: int = 0      # how many rows are affected in all, when more than `rows` lists
 
     def __str__(self) -> str:
         where = self.file
         if self.rows:
-            more = self.n_rows - len(self.rows)
-            listed = ", ".join(map(str, self.rows)) + (f" and {more} more" if more > 0 else "")
-            where += f", row{'s' if self.n_rows > 1 else ''} {listed}"
+            total = max(self.n_rows, len(self.rows))
+            more = f" and {total - len(self.rows)} more" if total > len(self.rows) else ""
+            where += f", row{'s' if total > 1 else ''} {', '.join(map(str, self.rows))}{more}"
         if self.column:
             where += f", column '{self.column}'"
-        return f"{where}: {self.problem}. Fix: {self.fix}"
+        return f"{where}: {self.problem.rstrip('.')}. Fix: {self.fix.rstrip('.')}."
 
 
 class DatasetError(ValueError):
     def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__(" ".join(str(p) for p in problems))
+        self.problems = list(problems)
+        super().__init__(" ".join(map(str, self.problems)))
 
 
 @dataclass
@@ -58,203 +65,263 @@ class DomainData:
     warnings: list[str] = field(default_factory=list)
 
 
+def _problem(file: str, mask: pd.Series, column, problem: str, fix: str) -> Problem:
+    """A problem on the rows where `mask` is true; the mask's index labels are 0-based positions in the file."""
+    rows = (mask.index[mask.to_numpy(dtype=bool)] + 1).tolist()
+    return Problem(file, rows[:SHOWN_ROWS], column, problem, fix, n_rows=len(rows))
+
+
 def validate_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
-        raise DatasetError([Problem("dataset name", [], None, f"'{name}' is not a valid domain name",
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise DatasetError([Problem("dataset name", [], None, f"{name!r} is not a valid domain name",
                                     "use 1-40 lower-case letters, digits, '_' or '-', starting with a letter or digit, "
                                     "like 'books' or 'office-2024'")])
     return name
 
 
-def _problem(file, mask: np.ndarray | pd.Series, column, problem, fix) -> Problem:
-    rows = np.flatnonzero(np.asarray(mask)) + 1
-    return Problem(file, rows[:SHOWN_ROWS].tolist(), column, problem, fix, n_rows=len(rows))
-
-
+# ---- reading ----------------------------------------------------------------------------------------------------
 def read_table(path) -> pd.DataFrame:
-    """Any accepted format as a frame of strings with normalised column names."""
+    """Any accepted format as a frame of strings ('' for missing) with normalised column names."""
     path = Path(path)
-    name = path.name
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise DatasetError([Problem(name, [], None, f"'{suffix or 'no extension'}' is not a supported file type",
-                                    "upload .csv, .tsv, .parquet or RecBole atomic files (.inter, .item, .kg, .link)")])
+    name, suffix = path.name, path.suffix.lower()
+    if suffix not in SEPARATORS:
+        _fail(name, f"'{suffix or 'no extension'}' is not a supported file type",
+              "upload .csv, .tsv (or tab-separated .txt), .parquet or RecBole atomic files (.inter, .item, .kg, .link)")
     if not path.is_file():
-        raise DatasetError([Problem(name, [], None, f"the file {path} does not exist", "check the path")])
-    if suffix == ".parquet":
-        try:
-            df = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises several types for a corrupt file
-            raise DatasetError([Problem(name, [], None, f"cannot be read as Parquet ({err})",
-                                        "re-export the file as Parquet, or upload CSV")]) from None
-        df = df.astype(str).where(df.notna(), "")
-    else:
-        text = _decode(path.read_bytes(), name)
-        try:
-            df = pd.read_csv(io.StringIO(text), sep=FORMATS[suffix], dtype=str, keep_default_na=False,
-                             skipinitialspace=False)
-        except pd.errors.EmptyDataError:
-            df = pd.DataFrame()
-        except pd.errors.ParserError as err:
-            raise DatasetError([Problem(name, [], None, f"cannot be parsed as {suffix[1:].upper()} ({err})",
-                                        "check that every row has as many fields as the header")]) from None
+        _fail(name, f"the file {path} does not exist", "check the path and upload the file again")
+    df = _read_parquet(path) if suffix == ".parquet" else _read_text(path, SEPARATORS[suffix])
     if df.shape[1] == 0 or len(df) == 0:
-        raise DatasetError([Problem(name, [], None, "the file is empty (no header or no data rows)",
-                                    "upload a file with a header row and at least one data row")])
-    df.columns = [_column_name(c) for c in df.columns]
+        _fail(name, "the file is empty (no header or no data rows)",
+              "upload a file with a header row and at least one data row")
+    df.columns = [RECBOLE_TYPE.sub("", str(c).strip()).strip().lower() for c in df.columns]
+    repeated = sorted(set(df.columns[df.columns.duplicated()]))
+    if repeated:
+        _fail(name, f"the header names {', '.join(map(repr, repeated))} more than once (names are case-insensitive)",
+              "give every column a distinct name")
     return df
 
 
-def _column_name(raw) -> str:
-    name = str(raw).strip().split(":")[0].strip().lower()  # RecBole headers are name:type
-    return ALIASES.get(name, name)
+def _fail(name: str, problem: str, fix: str, rows=()):
+    raise DatasetError([Problem(name, list(rows), None, problem, fix)])
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a corrupt or foreign file
+        _fail(path.name, f"cannot be read as Parquet ({err})", "re-export the file as Parquet, or upload a CSV")
+    return df.astype(str).where(df.notna(), "")
+
+
+def _read_text(path: Path, sep: str) -> pd.DataFrame:
+    text = _decode(path.read_bytes(), path.name)
+    try:
+        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except pd.errors.ParserError as err:
+        line = re.search(r"line (\d+)", str(err))
+        rows = [int(line.group(1)) - 1] if line and int(line.group(1)) > 1 else []
+        _fail(path.name, f"cannot be split into columns ({str(err).strip()})",
+              "make every row have as many fields as the header, quoting fields that contain the separator", rows)
 
 
 def _decode(raw: bytes, name: str) -> str:
-    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
-                          (codecs.BOM_UTF16_BE, "utf-16")):
+    """UTF-8 (with or without BOM) or UTF-16 with BOM; anything else is rejected naming the first bad line."""
+    encoding, body = "utf-8", raw
+    for bom, enc in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
         if raw.startswith(bom):
-            return raw.decode(encoding)
+            encoding, body = enc, raw[len(bom):]
+            break
     try:
-        return raw.decode("utf-8")
+        text = body.decode(encoding)
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DatasetError([Problem(name, [], None, f"is not UTF-8 text (undecodable byte at line {line})",
-                                    "re-save the file as UTF-8")]) from None
+        line = body[: err.start].decode(encoding, errors="replace").count("\n") + 1
+        _fail(name, f"line {line} (the header is line 1) is not valid {encoding.upper()} text "
+              f"(byte 0x{body[err.start]:02x})", "re-save the file as UTF-8")
+    if "\0" in text:  # UTF-16 without a BOM decodes as UTF-8 full of NUL characters
+        line = text[: text.index("\0")].count("\n") + 1
+        _fail(name, f"line {line} (the header is line 1) contains NUL characters (UTF-16 without a BOM?)",
+              "re-save the file as UTF-8")
+    return text
 
 
-def _require(df: pd.DataFrame, kind: str, name: str) -> list[Problem]:
+def _canonical(df: pd.DataFrame, kind: str, name: str) -> Problem | None:
+    """Rename accepted aliases in place; a problem naming the columns found when a required one is still missing."""
+    for column, aliases in ALIASES[kind].items():
+        present = [a for a in aliases if a in df.columns]
+        if column not in df.columns and len(present) == 1:
+            df.rename(columns={present[0]: column}, inplace=True)
     missing = [c for c in REQUIRED[kind] if c not in df.columns]
     if not missing:
-        return []
-    return [Problem(name, [], missing[0], f"required column{'s' if len(missing) > 1 else ''} "
-                    f"{', '.join(repr(m) for m in missing)} missing (found: {', '.join(map(repr, df.columns))})",
-                    f"a {kind} file needs the columns {', '.join(REQUIRED[kind])}; rename the header accordingly")]
+        return None
+    return Problem(name, [], missing[0],
+                   f"required column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} not found "
+                   f"(found: {', '.join(map(repr, df.columns))})",
+                   f"{kind} files need the columns {', '.join(REQUIRED[kind])}; rename the header accordingly")
 
 
+def _load(path, kind: str, problems: list[Problem]) -> pd.DataFrame | None:
+    """The file read and its columns named, or None (with the problems recorded) when it cannot be checked further."""
+    try:
+        df = read_table(path)
+    except DatasetError as err:
+        problems.extend(err.problems)
+        return None
+    missing = _canonical(df, kind, Path(path).name)
+    if missing:
+        problems.append(missing)
+        return None
+    return df
+
+
+# ---- checks -----------------------------------------------------------------------------------------------------
 def _strip_ids(df: pd.DataFrame, columns, name: str, problems: list[Problem]) -> None:
     for c in columns:
         df[c] = df[c].str.strip()
         blank = df[c] == ""
         if blank.any():
-            problems.append(_problem(name, blank, c, "blank value", f"give every row a non-empty {c}, or drop the row"))
+            problems.append(_problem(name, blank, c, f"blank {c}", f"give every row a non-empty {c}, or drop the row"))
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    """Finite numbers, NaN where a value is not one."""
+    numeric = pd.to_numeric(values, errors="coerce").astype(np.float64)
+    return numeric.where(np.isfinite(numeric))
 
 
 def _parse_timestamp(values: pd.Series, name: str, problems: list[Problem]) -> pd.Series:
-    stripped = values.str.strip()
-    numeric = pd.to_numeric(stripped, errors="coerce")
-    if numeric.notna().all():
-        return numeric.astype(np.float64)
-    dates = pd.to_datetime(stripped.where(numeric.isna()), format="ISO8601", utc=True, errors="coerce")
-    seconds = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    if numeric.notna().any() and dates.notna().any():  # a column is one kind or the other
-        bad = numeric.notna() if numeric.notna().sum() < dates.notna().sum() else numeric.isna()
+    """Float seconds: numeric if every value is a number, else ISO-8601 dates (then numbers in the column are errors)."""
+    text = values.str.strip()
+    blank = text == ""
+    if blank.any():
+        problems.append(_problem(name, blank, "timestamp", "blank timestamp",
+                                 "fill in every timestamp, or remove the column to use the file's row order"))
+    numeric = _numbers(text.where(~blank))
+    if numeric[~blank].notna().all():
+        return numeric
+    dates = pd.to_datetime(text.where(~blank), format="ISO8601", utc=True, errors="coerce")
+    if dates.isna().all():  # no dates at all: a numeric column with some junk
+        parsed, mixed = numeric, False
     else:
-        bad = numeric.isna() & seconds.isna()
+        parsed, mixed = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds(), numeric.notna().any()
+    bad = parsed.isna() & ~blank
     if bad.any():
-        example = stripped[bad].iloc[0]
-        problems.append(_problem(name, bad, "timestamp", f"cannot parse '{example}' as a number or ISO-8601 date"
-                                 + (" (the column mixes numbers and dates)" if numeric.notna().any() else ""),
-                                 "use one kind throughout: epoch seconds, or ISO-8601 like 2024-01-31T12:00:00"))
-    return numeric.where(numeric.notna(), seconds).astype(np.float64)
+        problems.append(_problem(name, bad, "timestamp", f"cannot parse '{text[bad].iloc[0]}' as a number or "
+                                 f"ISO-8601 date{' (the column mixes dates and numbers)' if mixed else ''}",
+                                 TIMESTAMP_FIX))
+    return parsed.astype(np.float64)
+
+
+def _parse_rating(values: pd.Series, name: str, problems: list[Problem]) -> pd.Series:
+    text = values.str.strip()
+    rating = _numbers(text)
+    bad = rating.isna()
+    if bad.any():
+        example = text[bad].iloc[0]
+        problems.append(_problem(name, bad, "rating", f"cannot parse '{example}' as a number" if example else
+                                 "blank rating", "give every rating as a number, or remove the rating column"))
+    return rating
 
 
 def _read_interactions(path, problems: list[Problem], warnings: list[str]) -> pd.DataFrame | None:
+    """Interactions in file order minus exact duplicates; the index keeps each row's 0-based position in the file."""
     name = Path(path).name
-    df = read_table(path)
-    missing = _require(df, "interactions", name)
-    if missing:
-        problems.extend(missing)
+    df = _load(path, "interactions", problems)
+    if df is None:
         return None
-    df = df.reset_index(drop=True)
     _strip_ids(df, ("user_id", "item_id"), name, problems)
-    if "timestamp" in df.columns:
+    has_time = "timestamp" in df.columns
+    if has_time:
         df["timestamp"] = _parse_timestamp(df["timestamp"], name, problems)
-    else:
-        df["timestamp"] = df.groupby("user_id", sort=False).cumcount().astype(np.float64)
-        warnings.append(f"{name} has no timestamp column: each user's order is taken from the file's row order")
     if "rating" in df.columns:
-        rating = pd.to_numeric(df["rating"].str.strip(), errors="coerce")
-        if rating.isna().any():
-            problems.append(_problem(name, rating.isna(), "rating", f"cannot parse "
-                                     f"'{df['rating'][rating.isna()].iloc[0]}' as a number",
-                                     "give every rating as a number, or remove the rating column"))
-        df["rating"] = rating
-    front = ["user_id", "item_id", "timestamp"] + (["rating"] if "rating" in df.columns else [])
-    df = df[front + [c for c in df.columns if c not in front]]
+        df["rating"] = _parse_rating(df["rating"], name, problems)
     duplicated = df.duplicated()
     if duplicated.any():
-        warnings.append(f"{name}: dropped {int(duplicated.sum())} exact duplicate interaction(s)")
-        df = df[~duplicated].reset_index(drop=True)
-    return df
+        warnings.append(f"{name}: dropped {int(duplicated.sum())} exact duplicate interaction row(s), keeping the first")
+        df = df[~duplicated]
+    if not has_time:  # after dropping duplicates, so positions count each interaction once
+        df = df.assign(timestamp=df.groupby("user_id", sort=False).cumcount().astype(np.float64))
+        warnings.append(f"{name} has no timestamp column: each user's order was taken from the file's row order")
+    front = ["user_id", "item_id", "timestamp"] + (["rating"] if "rating" in df.columns else [])
+    return df[front + [c for c in df.columns if c not in front]]
 
 
 def _read_items(path, problems: list[Problem], warnings: list[str]) -> pd.DataFrame | None:
     name = Path(path).name
-    df = read_table(path)
-    missing = _require(df, "items", name)
-    if missing:
-        problems.extend(missing)
+    df = _load(path, "items", problems)
+    if df is None:
         return None
-    _strip_ids(df, ("item_id",), name, problems)
-    df["title"] = df["title"].str.strip()
-    blank = df["title"] == ""
-    if blank.any():
-        problems.append(_problem(name, blank, "title", "blank title", "give every item a title"))
+    _strip_ids(df, ("item_id", "title"), name, problems)
     if "description" not in df.columns:
         df["description"] = ""
-    df = df[["item_id", "title", "description"] + [c for c in df.columns if c not in ("item_id", "title", "description")]]
+    front = ["item_id", "title", "description"]
+    df = df[front + [c for c in df.columns if c not in front]]
     repeated = df["item_id"].duplicated(keep=False) & (df["item_id"] != "")
-    if repeated.any():
-        titles = df[repeated].groupby("item_id")["title"].nunique()
-        conflicting = df["item_id"].isin(titles.index[titles > 1])
-        if conflicting.any():
-            problems.append(_problem(name, conflicting, "title", "the same item_id appears with different titles "
-                                     f"(e.g. '{df['item_id'][conflicting].iloc[0]}')",
-                                     "keep one row per item_id, or give the items distinct ids"))
-        else:
-            dropped = df["item_id"].duplicated()
-            warnings.append(f"{name}: kept the first of {int(dropped.sum())} repeated item row(s) with the same title")
-            df = df[~dropped]
-    return df.reset_index(drop=True)
+    if not repeated.any():
+        return df
+    titles = df[repeated].groupby("item_id")["title"].nunique()
+    conflicting = df["item_id"].isin(titles.index[titles > 1])
+    if conflicting.any():
+        problems.append(_problem(name, conflicting, "title", "the same item_id appears with different titles "
+                                 f"(e.g. '{df['item_id'][conflicting].iloc[0]}')",
+                                 "keep one row per item_id, or give the items distinct ids"))
+        return df
+    dropped = df["item_id"].duplicated()
+    warnings.append(f"{name}: kept the first of each repeated item_id with the same title "
+                    f"({int(dropped.sum())} row(s) dropped)")
+    return df[~dropped].reset_index(drop=True)
 
 
 def _read_kg(path, problems: list[Problem]) -> pd.DataFrame | None:
     path = Path(path)
-    name = path.name
-    df = read_table(path)
-    missing = _require(df, "kg", name)
-    if missing:
-        problems.extend(missing)
+    df = _load(path, "kg", problems)
+    if df is None:
         return None
-    _strip_ids(df, ("head", "relation", "tail"), name, problems)
+    _strip_ids(df, ("head", "relation", "tail"), path.name, problems)
     link = path.with_suffix(".link")
-    if path.suffix.lower() == ".kg" and link.is_file():  # RecBole: entities are linked to items by a .link file
-        links = read_table(link)
-        if {"item_id", "entity_id"} <= set(links.columns):
-            to_item = dict(zip(links["entity_id"].str.strip(), links["item_id"].str.strip()))
-            df["head"] = df["head"].map(lambda e: to_item.get(e, e))
-            df["tail"] = df["tail"].map(lambda e: to_item.get(e, e))
-        else:
-            problems.append(Problem(link.name, [], "entity_id", "a .link file needs the columns item_id and entity_id",
-                                    "use RecBole's header: item_id:token<TAB>entity_id:token"))
+    if path.suffix.lower() == ".kg" and link.is_file():  # RecBole links entities to items in a .link file
+        links = _link_table(link, problems)
+        if links is not None:
+            for c in ("head", "tail"):
+                df[c] = df[c].map(links).fillna(df[c])
     return df[["head", "relation", "tail"]]
 
 
+def _link_table(path: Path, problems: list[Problem]) -> pd.Series | None:
+    """entity_id -> item_id from a RecBole .link file."""
+    try:
+        links = read_table(path)
+    except DatasetError as err:
+        problems.extend(err.problems)
+        return None
+    if not {"item_id", "entity_id"} <= set(links.columns):
+        problems.append(Problem(path.name, [], "entity_id", "a .link file needs the columns item_id and entity_id "
+                                f"(found: {', '.join(map(repr, links.columns))})",
+                                "use RecBole's header: item_id:token<TAB>entity_id:token"))
+        return None
+    links = links.apply(lambda column: column.str.strip()).drop_duplicates("entity_id")
+    return links.set_index("entity_id")["item_id"]
+
+
 def read_domain(name: str, interactions, items=None, kg=None) -> DomainData:
-    """Read and validate one domain; raises DatasetError listing every problem (and writes nothing)."""
+    """Read and validate one domain; raises DatasetError listing every problem in every file (and writes nothing)."""
     problems: list[Problem] = []
     warnings: list[str] = []
+    try:
+        validate_name(name)
+    except DatasetError as err:
+        problems.extend(err.problems)
     inter = _read_interactions(interactions, problems, warnings)
     item_table = _read_items(items, problems, warnings) if items else None
     triples = _read_kg(kg, problems) if kg else None
     if inter is not None and item_table is not None:
         unknown = ~inter["item_id"].isin(item_table["item_id"]) & (inter["item_id"] != "")
         if unknown.any():
-            examples = ", ".join(repr(i) for i in inter["item_id"][unknown].unique()[:3])
+            examples = ", ".join(map(repr, inter["item_id"][unknown].unique()[:3]))
             problems.append(_problem(Path(interactions).name, unknown, "item_id",
-                                     f"item(s) not in the items file {Path(items).name} (e.g. {examples})",
+                                     f"item_id(s) not in the items file {Path(items).name} (e.g. {examples})",
                                      "add these items to the items file or remove the interactions"))
     if problems:
         raise DatasetError(problems)
-    return DomainData(name, inter, item_table, triples, warnings)
+    return DomainData(name, inter.reset_index(drop=True), item_table, triples, warnings)

@@ -37,6 +37,11 @@ class Recommender:
     def state(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def item_vectors(self) -> torch.Tensor | None:
+        """Learned item embeddings, row i = global item i (the target block, or all items); None for models
+        without any (pop, itemknn)."""
+        return None
+
     def load_state(self, scenario: Scenario, tensors: dict[str, torch.Tensor]) -> "Recommender":
         raise NotImplementedError
 

@@ -40,6 +40,9 @@ class BPR(Recommender):
     def state(self):
         return dict(self.module_.state_dict())
 
+    def item_vectors(self):
+        return self.module_.items.weight.detach()
+
     def load_state(self, scenario, tensors):
         self.module_, self.n_target_ = self._module(scenario), scenario.n_target
         self.module_.load_state_dict(tensors)

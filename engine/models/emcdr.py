@@ -54,7 +54,8 @@ class Mapping(nn.Module):
 
 class EMCDR(Recommender):
     name = "emcdr"
-    defaults = {**MF_DEFAULTS, "reg": 0.01, "map_hidden": 128, "map_lr": 0.001, "map_epochs": 60, "map_loss": "bpr"}
+    defaults = {**MF_DEFAULTS, "reg": 0.01, "map_hidden": 128, "map_lr": 0.001, "map_epochs": 60, "map_patience": 4,
+                "map_loss": "bpr"}
 
     def _modules(self, scenario):
         p = self.params
@@ -65,22 +66,21 @@ class EMCDR(Recommender):
 
     def fit(self, scenario, progress=None):
         self._seed()
-        p = self.params
-        self.factors_, mapping = self._modules(scenario)
-        self.mapping_ = None
+        self.factors_, self.mapping_ = self._modules(scenario)
         train = scenario.train
-        has_target = np.zeros(scenario.n_users, bool)
-        has_target[train.loc[train["domain"] == 0, "user"]] = True
-        has_source = np.zeros(scenario.n_users, bool)
-        has_source[train.loc[train["domain"] != 0, "user"]] = True
-        self.has_target_ = torch.as_tensor(has_target, device=self.device)
-        log = fit_module(self.factors_, bpr_batches(scenario, train, p["batch_size"], self.device),
-                         self, scenario, p, progress, stage="factorise")
+        self.has_target_ = torch.as_tensor(_users_with(train, scenario.n_users, target=True), device=self.device)
+        mapping, self.mapping_ = self.mapping_, None  # score warm users only while factorising
+        log = fit_module(self.factors_, bpr_batches(scenario, train, self.params["batch_size"], self.device),
+                         self, scenario, self.params, progress, stage="factorise")
+        self.log_ = {"factorise": log, "map": self.fit_mapping(scenario, mapping, progress)}
+        return self
 
-        # Mapping, learned on users with factors in both domains; early-stopped on cold validation users.
+    def fit_mapping(self, scenario, mapping, progress=None) -> dict:
+        """Learn the mapping on users with factors in both domains; early-stopped on cold validation users."""
+        p, train = self.params, scenario.train
         self.factors_.requires_grad_(False)
         self.mapping_ = mapping
-        both = has_target & has_source
+        both = _users_with(train, scenario.n_users, target=True) & _users_with(train, scenario.n_users, target=False)
         if p["map_loss"] == "mse":
             users = torch.as_tensor(np.flatnonzero(both), device=self.device)
 
@@ -90,10 +90,8 @@ class EMCDR(Recommender):
         else:
             target_pairs = train[(train["domain"] == 0) & both[train["user"]]]
             batches = bpr_batches(scenario, target_pairs, p["batch_size"], self.device)
-        map_params = {**p, "lr": p["map_lr"], "epochs": p["map_epochs"]}
-        log2 = fit_module(mapping, batches, self, scenario, map_params, progress, stage="map", valid_segment="cold")
-        self.log_ = {"factorise": log, "map": log2}
-        return self
+        map_params = {**p, "lr": p["map_lr"], "epochs": p["map_epochs"], "patience": p["map_patience"]}
+        return fit_module(mapping, batches, self, scenario, map_params, progress, stage="map", valid_segment="cold")
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
         own = self.factors_.target.users(users)
@@ -104,6 +102,11 @@ class EMCDR(Recommender):
     def score(self, batch):
         return self.factors_.target.scores(self.user_vectors(batch.users), self.factors_.target.items.num_embeddings)
 
+    def item_vectors(self):
+        """Target items from the target factors, source items from the source factors (two spaces, by design)."""
+        target = self.factors_.target.items.weight.detach()
+        return torch.cat([target, self.factors_.source.items.weight.detach()[len(target):]])
+
     def state(self):
         return {**{f"mapping.{k}": v for k, v in self.mapping_.state_dict().items()}, "has_target": self.has_target_}
 
@@ -112,3 +115,10 @@ class EMCDR(Recommender):
         self.mapping_.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("mapping.")})
         self.has_target_ = tensors["has_target"].to(self.device)
         return self
+
+
+def _users_with(train, n_users: int, target: bool) -> np.ndarray:
+    """Boolean per user: has training interactions in the target (target=True) or in a source domain."""
+    mask = np.zeros(n_users, bool)
+    mask[train.loc[(train["domain"] == 0) == target, "user"]] = True
+    return mask

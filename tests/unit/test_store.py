@@ -84,3 +84,17 @@ def test_rejected_dataset_changes_nothing(tmp_path, domain_files):
         api.ingest("other", bad, workspace=tmp_path)
     assert _registry_rows(tmp_path) == before
     assert len(list((tmp_path / "datasets").iterdir())) == 1
+
+
+def test_run_folder_holds_every_artifact(tmp_path, domain_files):
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    record = api.train("src", "tgt", "cmf", epochs=2, settings={"dim": 8}, workspace=tmp_path)
+    folder = Store(tmp_path).run_dir(record["id"])
+    assert {"config.json", "metrics.json", "per_user.parquet", "weights.safetensors", "item_vectors.parquet",
+            "curves.parquet"} <= {p.name for p in folder.iterdir()}
+    vectors = pd.read_parquet(folder / "item_vectors.parquet")
+    assert set(vectors["domain"]) == {"src", "tgt"} and len(vectors["vector"].iloc[0]) == 8
+    per_user = pd.read_parquet(folder / "per_user.parquet")
+    assert len(per_user) == record["metrics"]["all"]["cases"]
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
