@@ -145,6 +145,8 @@ def cmd_train(args):
                            progress=bar)
     finally:
         bar.close()
+    if not record:  # a helper rank under torchrun: rank 0 reports
+        return
     emit(args, record, f"run {record['id']} ({record['model']}, train {record['train_seconds']:.1f} s, "
                        f"eval {record['eval_seconds']:.2f} s)\n" + metrics_table(record["metrics"]))
 

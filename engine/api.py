@@ -17,6 +17,7 @@ from . import scenario as scenarios
 from .errors import CrossLensError
 from .models import MODELS
 from .store import Store, write_parquet
+from .train import init_distributed
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_DATASET = ASSETS / "data" / "amazon-arts-office"
@@ -108,7 +109,11 @@ def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_
     recommender = make_model(model, settings, seed)
     spec = scenarios.scenario_spec(source, target, seed, cold_fraction, versions)
     sc = scenarios.build(store, spec)
-    config = {"params": recommender.params, "sampled": sampled, "device": str(recommender.device)}
+    if init_distributed() != 0:  # under torchrun, the other ranks help fit; rank 0 evaluates and stores the run
+        recommender.fit(sc)
+        return {}
+    config = {"params": recommender.params, "sampled": sampled, "device": str(recommender.device),
+              "processes": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1}
     run = store.new_run(spec, model, config)
     folder = store.run_dir(run["id"])
     try:

@@ -31,6 +31,7 @@ def rank(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sample
     rng = np.random.default_rng(seed)
     tops, hits = [], []
     with torch.no_grad():
+        model.prepare()
         for lo in range(0, len(cases), batch_size):
             rows = np.arange(lo, min(lo + batch_size, len(cases)))
             scores = model.score(scenario.batch(cases, rows, max_history).to(model.device)).float().cpu().contiguous()

@@ -15,6 +15,7 @@ are not broken by file order), then each source domain's items as one contiguous
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -109,6 +110,7 @@ class Scenario:
     train: pd.DataFrame          # user, item, domain (index into domains), timestamp; sorted by user then time
     valid: Cases
     test: Cases
+    workspace: Path | None = None  # where shared caches (item text embeddings) live; None: no disk cache
 
     @property
     def target(self) -> str:
@@ -171,7 +173,9 @@ def build(store: Store, spec: dict) -> Scenario:
     """Load the scenario's domains from the workspace and split them by the protocol above."""
     domains = [spec["target"], *spec["source"]]
     tables = {d: (store.load_table(d, "interactions"), store.load_table(d, "items")) for d in domains}
-    return split(tables, spec)
+    sc = split(tables, spec)
+    sc.workspace = store.root
+    return sc
 
 
 def split(tables: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]], spec: dict) -> Scenario:

@@ -2,32 +2,47 @@
 
 A model hands in a module with `calculate_loss(*batch)` and a function that yields an epoch's batches; the loop
 keeps the best state seen on validation and restores it at the end.
+
+Under `torchrun` (torch.distributed initialised) every process builds the same batches from the same seed and
+takes every world_size-th one; DistributedDataParallel averages the gradients, so N processes train like one
+with an N times larger batch. Every rank validates on the same weights and so stops at the same epoch. On CUDA
+the forward pass runs under bf16 autocast.
 """
 from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from .evaluate import validation_ndcg
 
 
 def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Generator], Iterable[tuple]],
                recommender, scenario, params: dict, progress=None, stage: str = "train",
-               valid_segment: str = "all") -> dict:
+               valid_segment: str = "all", optimiser=None) -> dict:
     """Train `module` in place; returns the history of (epoch, loss, valid ndcg@10)."""
     rng = np.random.default_rng(params["seed"])
-    optimiser = torch.optim.Adam(module.parameters(), lr=params["lr"])
+    optimiser = optimiser or torch.optim.Adam(module.parameters(), lr=params["lr"])
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    step = Loss(module)
+    if world > 1:
+        step = DistributedDataParallel(step)
+    device_type = next(module.parameters()).device.type
     best, best_state, since_best, history = -math.inf, None, 0, []
     for epoch in range(1, params["epochs"] + 1):
         started, total, n = time.time(), 0.0, 0
         module.train()
-        for batch in epoch_batches(rng):
-            loss = module.calculate_loss(*batch)
+        batches = list(epoch_batches(rng))
+        for batch in batches[rank: len(batches) - len(batches) % world or None: world]:
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
+                loss = step(*batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -47,6 +62,27 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
     if best_state is not None:
         module.load_state_dict(best_state)
     return {"best_valid_ndcg@10": best, "epochs": history}
+
+
+def init_distributed() -> int:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); returns this process's rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank()
+
+
+class Loss(torch.nn.Module):
+    """A module's calculate_loss as its forward pass, which is what DistributedDataParallel hooks into."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *batch):
+        return self.module.calculate_loss(*batch)
 
 
 def shuffled_batches(rng: np.random.Generator, n: int, batch_size: int):

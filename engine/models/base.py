@@ -30,6 +30,9 @@ class Recommender:
         """Seed torch before any module is built, so initial weights follow the run's seed too."""
         torch.manual_seed(self.params.get("seed", 0))
 
+    def prepare(self) -> None:
+        """Called once before a round of score() calls (an evaluation): precompute what every batch shares."""
+
     def score(self, batch: Batch) -> torch.Tensor:
         """(batch, n_target) scores of every target item; higher is better."""
         raise NotImplementedError
