@@ -81,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--models", default=",".join(MODELS))
     s.add_argument("--seeds", default="0", help="comma-separated seeds")
     s.add_argument("--out", default="docs/benchmarks.md")
+    s.add_argument("--reuse", action="store_true", help="tabulate existing finished runs instead of retraining them")
     s.set_defaults(func=cmd_bench)
     return p
 
@@ -197,7 +198,7 @@ def cmd_bench(args):
     from . import bench
     report = bench.run(args.source, args.target, both=args.both, models=args.models.split(","),
                        seeds=[int(s) for s in args.seeds.split(",")], out=args.out, workspace=args.workspace,
-                       progress_factory=ProgressBar)
+                       progress_factory=ProgressBar, reuse=args.reuse)
     emit(args, report["rows"], report["markdown"])
 
 

@@ -67,3 +67,21 @@ def test_bad_upload_names_file_row_and_column(tmp_path):
     assert result.returncode == 2
     assert "books.csv" in result.stderr and "timestamp" in result.stderr and "2" in result.stderr
     assert json.loads(cli("datasets", "--json", workspace=tmp_path / "ws").stdout) == []
+
+
+def test_bench_writes_the_table(tmp_path, domain_files):
+    ws = tmp_path / "ws"
+    for name, (inter, items) in domain_files.items():
+        cli("ingest", "--domain", name, "--interactions", inter, "--items", items, workspace=ws)
+    out = tmp_path / "bench.md"
+    cli("bench", "--source", "src", "--target", "tgt", "--both", "--models", "pop,itemknn", "--seeds", "0,1",
+        "--out", out, workspace=ws)
+    text = out.read_text()
+    for direction in ("src -> tgt", "tgt -> src"):
+        for model in ("pop", "itemknn"):
+            assert f"| {direction} | {model} |" in text
+    assert "itemknn > pop on warm users" in text or "itemknn NOT > pop on warm users" in text
+    # reuse tabulates the finished runs without training new ones
+    before = len(json.loads(cli("runs", "--json", workspace=ws).stdout))
+    cli("bench", "--source", "src", "--target", "tgt", "--models", "pop", "--reuse", "--out", out, workspace=ws)
+    assert len(json.loads(cli("runs", "--json", workspace=ws).stdout)) == before
