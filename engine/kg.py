@@ -33,3 +33,38 @@ def item_entities(items: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"item": pd.Series(dtype=np.int64), "relation": pd.Series(dtype=str),
                              "entity": pd.Series(dtype=str)})
     return pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)
+
+
+def item_graph(items: pd.DataFrame, triples: pd.DataFrame | None = None, hops: int = 2) -> pd.DataFrame:
+    """Every (item position, relation, entity) the model may attend over.
+
+    From the attribute columns (see item_entities) plus uploaded triples whose head or tail is an item of the same
+    domain (item_id = head -> (relation, tail); item_id = tail -> (relation^-1, head)). With hops=2 an item also
+    reaches the entities one triple further ("brand=x" -> made_in -> "germany" gives (item, brand.made_in, germany)).
+    triples: head, relation, tail, domain.
+    """
+    pairs = item_entities(items)
+    if triples is None or triples.empty:
+        return pairs
+    key = pd.Series(np.arange(len(items)), index=pd.MultiIndex.from_arrays([items["domain"], items["item_id"]]))
+    t = triples.astype({"head": str, "relation": str, "tail": str})
+    forward = pd.DataFrame({"domain": t["domain"], "item_id": t["head"], "relation": t["relation"], "entity": t["tail"]})
+    backward = pd.DataFrame({"domain": t["domain"], "item_id": t["tail"], "relation": t["relation"] + "^-1",
+                             "entity": t["head"]})
+    linked = pd.concat([forward, backward], ignore_index=True)
+    linked["item"] = key.reindex(pd.MultiIndex.from_arrays([linked["domain"], linked["item_id"]])).to_numpy()
+    direct = linked.dropna(subset=["item"]).astype({"item": np.int64})[["item", "relation", "entity"]]
+    frames = [pairs, direct]
+    if hops >= 2:  # entities reached through an entity the item already has (uploaded or attribute-derived)
+        edges = pd.concat([t.rename(columns={"head": "src", "tail": "dst"})[["src", "relation", "dst"]],
+                           t.rename(columns={"tail": "src", "head": "dst"}).assign(relation=t["relation"] + "^-1")
+                           [["src", "relation", "dst"]]])
+        first = pd.concat([pairs, direct])
+        # an attribute entity 'brand=acme' continues through triples about 'acme'
+        value = first["entity"].str.split("=", n=1).str[-1]
+        first = first.assign(src=np.where(first["entity"].isin(edges["src"]), first["entity"], value))
+        second = first.merge(edges, on="src", suffixes=("", "_2"))
+        second = second[second["dst"] != items["item_id"].to_numpy()[second["item"]]]  # not back to itself
+        frames.append(pd.DataFrame({"item": second["item"], "relation": second["relation"] + "." + second["relation_2"],
+                                    "entity": second["dst"]}))
+    return pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)

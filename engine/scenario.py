@@ -111,6 +111,7 @@ class Scenario:
     valid: Cases
     test: Cases
     workspace: Path | None = None  # where shared caches (item text embeddings) live; None: no disk cache
+    triples: pd.DataFrame | None = None  # uploaded knowledge-graph triples: head, relation, tail, domain
 
     @property
     def target(self) -> str:
@@ -172,14 +173,13 @@ def scenario_spec(source: list[str], target: str, seed: int = 0, cold_fraction: 
 def build(store: Store, spec: dict) -> Scenario:
     """Load the scenario's domains from the workspace and split them by the protocol above."""
     domains = [spec["target"], *spec["source"]]
-    tables = {d: (store.load_table(d, "interactions"), store.load_table(d, "items")) for d in domains}
-    sc = split(tables, spec)
-    sc.workspace = store.root
-    return sc
+    tables = {d: (store.load_table(d, "interactions"), store.load_table(d, "items"), store.load_table(d, "kg"))
+              for d in domains}
+    return split(tables, spec, workspace=store.root)
 
 
-def split(tables: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]], spec: dict) -> Scenario:
-    """Split in-memory domain tables {domain: (interactions, items)} by the protocol."""
+def split(tables: dict[str, tuple], spec: dict, workspace: Path | None = None) -> Scenario:
+    """Split in-memory domain tables {domain: (interactions, items[, triples])} by the protocol."""
     rng = np.random.default_rng(spec["seed"])
     domains = [spec["target"], *spec["source"]]
     if spec["target"] in spec["source"]:
@@ -188,7 +188,7 @@ def split(tables: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]], spec: dic
     # Global item table: target block first (seeded order), then each source block.
     item_frames, ranges, start = [], {}, 0
     for d in domains:
-        inter, items = tables[d]
+        inter, items = tables[d][:2]
         if items is None:
             items = pd.DataFrame({"item_id": inter["item_id"].unique()})
             items["title"] = items["item_id"]
@@ -244,8 +244,10 @@ def split(tables: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]], spec: dic
     target_train = train[train["domain"] == 0]
     valid = _cases(log, target_train, valid_rows, None, cold_valid, len(users))
     test = _cases(log, target_train, test_rows, valid_rows, cold_test, len(users))
+    kg_frames = [t[2].assign(domain=d) for d, t in tables.items() if len(t) > 2 and t[2] is not None]
+    triples = pd.concat(kg_frames, ignore_index=True) if kg_frames else None
     return Scenario(spec=spec, domains=domains, items=items, domain_range=ranges, users=users, train=train,
-                    valid=valid, test=test)
+                    valid=valid, test=test, workspace=workspace, triples=triples)
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

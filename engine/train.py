@@ -33,7 +33,7 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     step = Loss(module)
     if world > 1:
-        step = DistributedDataParallel(step)
+        step = DistributedDataParallel(step, find_unused_parameters=True)  # e.g. a batch without source pairs
     device_type = next(module.parameters()).device.type
     best, best_state, since_best, history = -math.inf, None, 0, []
     for epoch in range(1, params["epochs"] + 1):

@@ -1,6 +1,8 @@
 """Shared fixtures: a small generated two-domain dataset whose target preferences follow from source behaviour."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,6 +35,19 @@ def make_domains(n_users=240, n_items=60, per_user=8, seed=0) -> dict[str, tuple
         tables[domain] = (pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).astype(
             {"timestamp": float}), items)
     return tables
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_workspace(tmp_path_factory):
+    """Keep every test (and the text-embedding cache it may fill) out of the repository's ./workspace."""
+    path = tmp_path_factory.mktemp("workspace")
+    previous = os.environ.get("CROSSLENS_WORKSPACE")
+    os.environ["CROSSLENS_WORKSPACE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("CROSSLENS_WORKSPACE", None)
+    else:
+        os.environ["CROSSLENS_WORKSPACE"] = previous
 
 
 @pytest.fixture(scope="session")

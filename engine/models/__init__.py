@@ -3,6 +3,7 @@ from .bpr import BPR
 from .cmf import CMF
 from .emcdr import EMCDR
 from .itemknn import ItemKNN
+from .lmkg import LMKG
 from .pop import Pop
 
-MODELS = {m.name: m for m in (Pop, ItemKNN, BPR, CMF, EMCDR)}
+MODELS = {m.name: m for m in (Pop, ItemKNN, BPR, CMF, EMCDR, LMKG)}

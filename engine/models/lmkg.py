@@ -1,0 +1,290 @@
+"""LMKG: the CrossLens model. Language-model item text + knowledge graph + cross-domain sequence learning.
+
+Item i is represented as
+    adapter(text_i) + knowledge_i + dropout(id_i)
+- text_i: a frozen sentence encoder's embedding of the item's title and attributes (engine.text, cached);
+- adapter: parametric whitening with a mixture of experts (UniSRec), so domains with different vocabularies
+  meet in one space;
+- knowledge_i: relation-aware attention over the item's knowledge-graph entities (category levels, brand, other
+  attributes, uploaded triples); entities shared by domains bridge them;
+- id_i: an ID embedding, dropped out in training so items with no interactions still get good vectors.
+A user is a causal Transformer over their mixed-domain history (item + domain + position), read out for the
+domain of the item to predict. Users with only source history get a target-domain vector this way (cold start).
+Training: next-item prediction in every domain with sampled softmax (in-batch positives plus random negatives
+of the predicted domain), early stopping on validation NDCG@10.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import kg, text
+from ..train import fit_module
+from .base import Recommender
+
+DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.2, "id_dropout": 0.5,
+            "experts": 4, "negatives": 256, "temperature": 0.07, "lr": 0.001, "weight_decay": 0.0,
+            "epochs": 40, "patience": 5, "batch_size": 256, "seed": 0, "use_text": True, "use_kg": True,
+            "use_id": True, "use_source": True, "kg_hops": 2, "encoder": text.DEFAULT_ENCODER}
+
+
+class MoEAdapter(nn.Module):
+    """Parametric whitening (x - b) W per expert, mixed by a softmax gate over the input (UniSRec)."""
+
+    def __init__(self, in_dim: int, dim: int, experts: int, dropout: float):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(experts, in_dim))
+        self.proj = nn.Parameter(torch.randn(experts, in_dim, dim) / in_dim ** 0.5)
+        self.gate = nn.Linear(in_dim, experts)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        x = self.dropout(x)
+        experts = torch.einsum("nei,eid->ned", x[:, None, :] - self.bias, self.proj)
+        return (experts * F.softmax(self.gate(x), -1)[..., None]).sum(1)
+
+
+class Knowledge(nn.Module):
+    """An item's knowledge vector: attention over its (relation, entity) pairs, the relation shaping each entity."""
+
+    def __init__(self, item: np.ndarray, relation: np.ndarray, entity: np.ndarray, n_items, n_relations,
+                 n_entities, dim):
+        super().__init__()
+        self.entities = nn.Embedding(n_entities + 1, dim)  # last row: padding
+        self.relations = nn.Embedding(n_relations + 1, dim)
+        self.attention = nn.Linear(dim, 1)
+        nn.init.normal_(self.entities.weight, std=0.1)
+        # Pad each item's pairs into one (n_items, max_pairs) matrix for a batched gather.
+        order = np.argsort(item, kind="stable")
+        counts = np.bincount(item, minlength=n_items)
+        width = max(int(counts.max(initial=0)), 1)
+        slot = np.arange(len(item)) - np.repeat(np.cumsum(counts) - counts, counts)
+        ent = np.full((n_items, width), n_entities)
+        rel = np.full((n_items, width), n_relations)
+        ent[item[order], slot] = entity[order]
+        rel[item[order], slot] = relation[order]
+        self.register_buffer("item_entities", torch.as_tensor(ent), persistent=False)  # derived from the scenario
+        self.register_buffer("item_relations", torch.as_tensor(rel), persistent=False)
+        self.pad = n_entities
+
+    def forward(self, items: torch.Tensor, entity_mask: torch.Tensor | None = None):
+        ent, rel = self.item_entities[items], self.item_relations[items]
+        keys = self.entities(ent) * torch.sigmoid(self.relations(rel))
+        logits = self.attention(torch.tanh(keys)).squeeze(-1)
+        missing = ent == self.pad
+        if entity_mask is not None:  # explanations remove single entities here
+            missing = missing | ~entity_mask
+        logits = logits.masked_fill(missing, -torch.inf)
+        weights = torch.nan_to_num(F.softmax(logits, -1))  # items without entities get a zero vector
+        return (weights[..., None] * keys).sum(-2)
+
+
+class LMKGNet(nn.Module):
+    def __init__(self, p: dict, text_vectors: torch.Tensor, item_domain: torch.Tensor, knowledge: Knowledge | None,
+                 n_domains: int):
+        super().__init__()
+        dim, n_items = p["dim"], len(item_domain)
+        self.p = p
+        self.register_buffer("text", text_vectors, persistent=False)  # frozen; reloaded from the text cache
+        self.register_buffer("item_domain", item_domain, persistent=False)
+        self.register_buffer("log_q", torch.zeros(n_items), persistent=False)  # set from the training data in fit
+        self.adapter = MoEAdapter(text_vectors.shape[1], dim, p["experts"], p["dropout"]) if p["use_text"] else None
+        self.knowledge = knowledge if p["use_kg"] else None
+        self.ids = nn.Embedding(n_items, dim) if p["use_id"] else None
+        if self.ids is not None:
+            nn.init.normal_(self.ids.weight, std=0.02)
+        self.domains = nn.Embedding(n_domains, dim)
+        self.positions = nn.Embedding(p["max_history"], dim)
+        for table in (self.domains, self.positions):  # small, so the items' content dominates the input at first
+            nn.init.normal_(table.weight, std=0.02)
+        self.input_norm = nn.LayerNorm(dim)
+        layer = nn.TransformerEncoderLayer(dim, p["heads"], 2 * dim, p["dropout"], batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, p["layers"], enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.readout = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, dim))
+
+    def items(self, idx: torch.Tensor) -> torch.Tensor:
+        """Representations of items idx (any shape); each distinct item is computed once."""
+        flat, inverse = torch.unique(idx.reshape(-1), return_inverse=True)
+        out = torch.zeros(len(flat), self.p["dim"], device=flat.device)
+        if self.adapter is not None:
+            out = out + self.adapter(self.text[flat])
+        if self.knowledge is not None:
+            out = out + self.knowledge(flat)
+        if self.ids is not None:
+            ids = self.ids(flat)
+            if self.training and self.p["id_dropout"] > 0:  # whole-vector dropout: learn to do without the id
+                keep = torch.rand(len(flat), 1, device=flat.device) >= self.p["id_dropout"]
+                ids = ids * keep
+            out = out + ids
+        return out[inverse].reshape(*idx.shape, -1)
+
+    def encode(self, history: torch.Tensor) -> torch.Tensor:
+        """(batch, L) item indices, -1 padded at the end -> (batch, L, dim) causal states."""
+        pad = history < 0
+        h = history.clamp(min=0)
+        x = self.input_norm(self.items(h)) + self.domains(self.item_domain[h]) \
+            + self.positions(torch.arange(h.shape[1], device=h.device))
+        x = x.masked_fill(pad[..., None], 0.0)
+        causal = torch.triu(torch.ones(h.shape[1], h.shape[1], dtype=torch.bool, device=h.device), 1)
+        return self.norm(self.encoder(x, mask=causal, src_key_padding_mask=pad))
+
+    def query(self, states: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+        """User vectors for predicting an item of `domain` from the states."""
+        return self.readout(torch.cat([states, self.domains(domain)], -1))
+
+    def user_vectors(self, history: torch.Tensor, domain: int) -> torch.Tensor:
+        """One vector per row for the next item of `domain`, from the last real position of each history."""
+        empty = (history >= 0).sum(1) == 0
+        history = torch.where(empty[:, None], torch.zeros_like(history), history)  # an empty history reads item 0...
+        states = self.encode(history)
+        last = ((history >= 0).sum(1) - 1).clamp(min=0)
+        state = states[torch.arange(len(history)), last]
+        state = state.masked_fill(empty[:, None], 0.0)  # ...but its state is wiped: the domain prior alone
+        return self.query(state, torch.full((len(history),), domain, device=history.device))
+
+    def calculate_loss(self, seq: torch.Tensor, negatives: torch.Tensor):
+        """seq: (B, L+1) item indices (-1 pad at the end). Every position predicts the next item against shared
+        candidates: other positions' positives (popular items, sampled as they occur) plus uniform random items,
+        restricted to the predicted item's domain. Logits are corrected by the log of each item's sampling
+        probability (logQ), or the model would learn to rank popular items down in the full ranking."""
+        inputs, targets = seq[:, :-1], seq[:, 1:]
+        valid = (inputs >= 0) & (targets >= 0)
+        states = self.encode(inputs)[valid]
+        pos = targets[valid]
+        in_batch = pos[torch.randperm(len(pos), device=pos.device)[: self.p["negatives"]]]
+        candidates = torch.cat([in_batch, negatives])
+        vectors = F.normalize(self.items(torch.cat([pos, candidates])), dim=-1)
+        q = F.normalize(self.query(states, self.item_domain[pos]), dim=-1)
+        positive = (q * vectors[: len(pos)]).sum(-1, keepdim=True) / self.p["temperature"] - self.log_q[pos, None]
+        others = (q @ vectors[len(pos):].T) / self.p["temperature"] - self.log_q[candidates]
+        wrong = (self.item_domain[candidates][None, :] != self.item_domain[pos][:, None]) | (candidates[None, :] == pos[:, None])
+        logits = torch.cat([positive, others.masked_fill(wrong, -torch.inf)], 1)
+        return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+
+
+class LMKG(Recommender):
+    name = "lmkg"
+    uses_history = True
+    defaults = DEFAULTS
+
+    def _net(self, scenario, text_vectors):
+        p = self.params
+        item_domain = torch.as_tensor(scenario.items["domain"].map({d: i for i, d in enumerate(scenario.domains)})
+                                      .to_numpy(), dtype=torch.long)
+        knowledge = None
+        if p["use_kg"]:
+            ent = kg.item_graph(scenario.items, scenario.triples, p["kg_hops"])
+            rel_codes, _ = pd.factorize(ent["relation"])
+            ent_codes, entities = pd.factorize(ent["entity"])
+            knowledge = Knowledge(ent["item"].to_numpy(), rel_codes, ent_codes, scenario.n_items,
+                                  int(rel_codes.max(initial=-1)) + 1, len(entities), p["dim"])
+        return LMKGNet(p, text_vectors, item_domain, knowledge, len(scenario.domains)).to(self.device)
+
+    def _text(self, scenario):
+        if not self.params["use_text"]:
+            return torch.zeros(scenario.n_items, 1)
+        vectors, _ = text.embed_items(scenario.items, scenario.workspace, self.params["encoder"])
+        return torch.as_tensor(vectors, dtype=torch.float32)
+
+    def fit(self, scenario, progress=None):
+        self._seed()
+        p = self.params
+        self.net_ = self._net(scenario, self._text(scenario))
+        self.n_target_, self.target_items_ = scenario.n_target, None
+        sequences = training_sequences(scenario, p["max_history"] + 1, p["use_source"])
+        self.net_.log_q.copy_(sampling_log_probability(sequences, self.net_.item_domain.cpu()))
+        seqs = torch.as_tensor(sequences, device=self.device)
+        lengths = (sequences >= 0).sum(1)
+        ranges = [scenario.domain_range[d] for d in scenario.domains]
+
+        def batches(rng):
+            # Windows of similar length share a batch (cut to its longest row): far less padding to encode.
+            order = np.lexsort((rng.random(len(lengths)), lengths))
+            chunks = [order[i:i + p["batch_size"]] for i in range(0, len(order), p["batch_size"])]
+            for i in rng.permutation(len(chunks)):
+                idx = chunks[i]
+                per_domain = max(1, p["negatives"] // len(ranges))
+                neg = np.concatenate([rng.integers(lo, hi, per_domain) for lo, hi in ranges])
+                rows = seqs[torch.as_tensor(idx, device=self.device), : int(lengths[idx].max())]
+                yield rows, torch.as_tensor(neg, device=self.device)
+
+        self.log_ = fit_module(self.net_, batches, self, scenario, p, progress,
+                               optimiser=torch.optim.AdamW(self.net_.parameters(), lr=p["lr"],
+                                                           weight_decay=p["weight_decay"]))
+        return self
+
+    def score(self, batch):
+        net = self.net_
+        history = batch.history
+        if not self.params["use_source"]:
+            history = _left_align(torch.where(history < self.n_target_, history, torch.full_like(history, -1)))
+        history = _most_recent(history, self.params["max_history"])
+        users = net.user_vectors(history, 0)
+        if self.target_items_ is None:
+            self.prepare()
+        return F.normalize(users, dim=-1) @ self.target_items_.T
+
+    def prepare(self):
+        """The target items' (normalised) vectors, shared by every batch of an evaluation."""
+        with torch.no_grad():
+            self.target_items_ = F.normalize(self.net_.items(torch.arange(self.n_target_, device=self.device)), dim=-1)
+
+    def state(self):
+        return {k: v for k, v in self.net_.state_dict().items()}
+
+    def load_state(self, scenario, tensors):
+        self.net_ = self._net(scenario, self._text(scenario))  # text vectors come from the cache, not the weights
+        self.net_.load_state_dict(tensors)
+        self.net_.eval()
+        self.n_target_, self.target_items_ = scenario.n_target, None
+        return self
+
+
+def training_sequences(scenario, length: int, use_source: bool) -> np.ndarray:
+    """Each user's training interactions (all domains, or the target only) in time order, cut into windows of
+    `length` items (-1 padded at the end); long histories give several windows."""
+    t = scenario.train if use_source else scenario.train[scenario.train["domain"] == 0]
+    items, users = t["item"].to_numpy(), t["user"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    ends = np.r_[starts[1:], len(users)]
+    windows = []
+    for s, e in zip(starts, ends):
+        if e - s < 2:
+            continue
+        for hi in range(e, s + 1, -(length - 1)):  # windows overlap by one item so every transition is learned
+            lo = max(s, hi - length)
+            w = np.full(length, -1)
+            w[: hi - lo] = items[lo:hi]
+            windows.append(w)
+            if lo == s:
+                break
+    return np.stack(windows) if windows else np.zeros((0, length), dtype=np.int64)
+
+
+def _left_align(history: torch.Tensor) -> torch.Tensor:
+    """Move the valid (>= 0) entries of each row to the front, keeping their order."""
+    order = torch.argsort((history < 0).to(torch.int8), dim=1, stable=True)
+    return torch.gather(history, 1, order)
+
+
+def sampling_log_probability(sequences: np.ndarray, item_domain: torch.Tensor) -> torch.Tensor:
+    """log q(i) of the candidate sampler: half in-batch positives (item frequency), half uniform, per domain."""
+    targets = sequences[:, 1:][sequences[:, 1:] >= 0]
+    freq = torch.bincount(torch.as_tensor(targets), minlength=len(item_domain)).double()
+    n_domains = int(item_domain.max()) + 1
+    per_domain = torch.zeros(n_domains, dtype=torch.double).index_add_(0, item_domain, freq)
+    size = torch.bincount(item_domain, minlength=n_domains).double()
+    q = 0.5 * freq / per_domain[item_domain].clamp(min=1) + 0.5 / size[item_domain]
+    return q.log().float()
+
+
+def _most_recent(history: torch.Tensor, n: int) -> torch.Tensor:
+    """The last n items of each left-aligned, -1 padded row, still left-aligned."""
+    lengths = (history >= 0).sum(1, keepdim=True)
+    start = (lengths - n).clamp(min=0)
+    idx = start + torch.arange(min(n, history.shape[1]), device=history.device)
+    return torch.where(idx < lengths, torch.gather(history, 1, idx.clamp(max=history.shape[1] - 1)), -1)
