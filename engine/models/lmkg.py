@@ -26,8 +26,8 @@ from ..train import fit_module
 from .base import Recommender
 
 DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.2, "id_dropout": 0.5,
-            "experts": 4, "negatives": 256, "temperature": 0.07, "lr": 0.001, "weight_decay": 0.0,
-            "epochs": 40, "patience": 5, "batch_size": 256, "seed": 0, "use_text": True, "use_kg": True,
+            "experts": 4, "negatives": 256, "temperature": 0.07, "lr": 0.0005, "weight_decay": 0.0,
+            "epochs": 30, "patience": 5, "batch_size": 32, "seed": 0, "use_text": True, "use_kg": True,
             "use_id": True, "use_source": True, "kg_hops": 2, "encoder": text.DEFAULT_ENCODER}
 
 
@@ -94,6 +94,8 @@ class LMKGNet(nn.Module):
         self.adapter = MoEAdapter(text_vectors.shape[1], dim, p["experts"], p["dropout"]) if p["use_text"] else None
         self.knowledge = knowledge if p["use_kg"] else None
         self.ids = nn.Embedding(n_items, dim) if p["use_id"] else None
+        self.bias = nn.Embedding(n_items, 1)  # a popularity channel beside the cosine, which is bounded by 1/T
+        nn.init.zeros_(self.bias.weight)
         if self.ids is not None:
             nn.init.normal_(self.ids.weight, std=0.02)
         self.domains = nn.Embedding(n_domains, dim)
@@ -159,8 +161,9 @@ class LMKGNet(nn.Module):
         candidates = torch.cat([in_batch, negatives])
         vectors = F.normalize(self.items(torch.cat([pos, candidates])), dim=-1)
         q = F.normalize(self.query(states, self.item_domain[pos]), dim=-1)
-        positive = (q * vectors[: len(pos)]).sum(-1, keepdim=True) / self.p["temperature"] - self.log_q[pos, None]
-        others = (q @ vectors[len(pos):].T) / self.p["temperature"] - self.log_q[candidates]
+        positive = (q * vectors[: len(pos)]).sum(-1, keepdim=True) / self.p["temperature"] \
+            + self.bias(pos) - self.log_q[pos, None]
+        others = (q @ vectors[len(pos):].T) / self.p["temperature"] + self.bias(candidates).T - self.log_q[candidates]
         wrong = (self.item_domain[candidates][None, :] != self.item_domain[pos][:, None]) | (candidates[None, :] == pos[:, None])
         logits = torch.cat([positive, others.masked_fill(wrong, -torch.inf)], 1)
         return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
@@ -226,7 +229,8 @@ class LMKG(Recommender):
         users = net.user_vectors(history, 0)
         if self.target_items_ is None:
             self.prepare()
-        return F.normalize(users, dim=-1) @ self.target_items_.T
+        return F.normalize(users, dim=-1) @ self.target_items_.T / self.params["temperature"] \
+            + net.bias.weight[: self.n_target_, 0]
 
     def prepare(self):
         """The target items' (normalised) vectors, shared by every batch of an evaluation."""
