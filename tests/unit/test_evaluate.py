@@ -1,6 +1,4 @@
-import numpy as np
 import pytest
-import torch
 
 from engine import evaluate
 from engine.models import MODELS

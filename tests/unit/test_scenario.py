@@ -1,6 +1,5 @@
 import numpy as np
 import pandas as pd
-import pytest
 
 from engine import scenario as scenarios
 
