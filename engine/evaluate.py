@@ -26,7 +26,7 @@ class Evaluation:
 
 
 def rank(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sampled: int | None = None,
-         seed: int = 0, max_history: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Top-TOP target items per case and whether each is relevant."""
     rng = np.random.default_rng(seed)
     tops, hits = [], []
@@ -34,7 +34,7 @@ def rank(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sample
         model.prepare()
         for lo in range(0, len(cases), batch_size):
             rows = np.arange(lo, min(lo + batch_size, len(cases)))
-            scores = model.score(scenario.batch(cases, rows, max_history).to(model.device)).float().cpu().contiguous()
+            scores = model.score(scenario.batch(cases, rows).to(model.device)).float().cpu().contiguous()
             exclude = cases.exclude.padded(rows)
             relevant = cases.relevant.padded(rows)
             r, c = np.nonzero(exclude >= 0)
