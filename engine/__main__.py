@@ -115,8 +115,8 @@ class ProgressBar:
             self.bar = tqdm(total=100, desc=self.label, file=sys.stderr, leave=False,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
         self.bar.n = round(100 * fraction)
-        self.bar.set_postfix_str(f"{info['stage']} epoch {info['epoch']} loss {info['loss']:.4f} "
-                                 f"valid ndcg@10 {info['valid_ndcg@10']:.4f}")
+        self.bar.set_postfix_str(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else str(v) if k == "stage"
+                                          else f"{k} {v}" for k, v in info.items() if k != "seconds"))
 
     def close(self):
         if self.bar is not None:

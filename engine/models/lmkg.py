@@ -187,16 +187,18 @@ class LMKG(Recommender):
                                   int(rel_codes.max(initial=-1)) + 1, len(entities), p["dim"])
         return LMKGNet(p, text_vectors, item_domain, knowledge, len(scenario.domains)).to(self.device)
 
-    def _text(self, scenario):
+    def _text(self, scenario, progress=None):
         if not self.params["use_text"]:
             return torch.zeros(scenario.n_items, 1)
-        vectors, _ = text.embed_items(scenario.items, scenario.workspace, self.params["encoder"])
+        report = None if progress is None else (
+            lambda done, total: progress({"stage": "embedding item texts", "texts": f"{done}/{total}"}, done / total))
+        vectors, _ = text.embed_items(scenario.items, scenario.workspace, self.params["encoder"], progress=report)
         return torch.as_tensor(vectors, dtype=torch.float32)
 
     def fit(self, scenario, progress=None):
         self._seed()
         p = self.params
-        self.net_ = self._net(scenario, self._text(scenario))
+        self.net_ = self._net(scenario, self._text(scenario, progress))
         self.n_target_, self.target_items_ = scenario.n_target, None
         sequences = training_sequences(scenario, p["max_history"] + 1, p["use_source"])
         self.net_.log_q.copy_(sampling_log_probability(sequences, self.net_.item_domain.cpu()))
