@@ -109,11 +109,11 @@ def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_
     recommender = make_model(model, settings, seed)
     spec = scenarios.scenario_spec(source, target, seed, cold_fraction, versions)
     sc = scenarios.build(store, spec)
-    if init_distributed() != 0:  # under torchrun, the other ranks help fit; rank 0 evaluates and stores the run
+    rank, world = init_distributed()
+    if rank != 0:  # under torchrun, the other ranks help fit; rank 0 evaluates and stores the run
         recommender.fit(sc)
         return {}
-    config = {"params": recommender.params, "sampled": sampled, "device": str(recommender.device),
-              "processes": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1}
+    config = {"params": recommender.params, "sampled": sampled, "device": str(recommender.device), "processes": world}
     run = store.new_run(spec, model, config)
     folder = store.run_dir(run["id"])
     try:

@@ -30,7 +30,7 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
     """Train `module` in place; returns the history of (epoch, loss, valid ndcg@10)."""
     rng = np.random.default_rng(params["seed"])
     optimiser = optimiser or torch.optim.Adam(module.parameters(), lr=params["lr"])
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    rank, world = init_distributed()
     step = Loss(module)
     if world > 1:
         step = DistributedDataParallel(step, find_unused_parameters=True)  # e.g. a batch without source pairs
@@ -39,8 +39,11 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
     for epoch in range(1, params["epochs"] + 1):
         started, total, n = time.time(), 0.0, 0
         module.train()
-        batches = list(epoch_batches(rng))
-        for batch in batches[rank: len(batches) - len(batches) % world or None: world]:
+        batches = epoch_batches(rng)
+        if world > 1:  # every rank takes its share of the same batches, all ranks the same number of steps
+            batches = list(batches)
+            batches = batches[rank: len(batches) - len(batches) % world: world]
+        for batch in batches:
             with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
                 loss = step(*batch)
             optimiser.zero_grad(set_to_none=True)
@@ -64,14 +67,13 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
     return {"best_valid_ndcg@10": best, "epochs": history}
 
 
-def init_distributed() -> int:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); returns this process's rank."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return dist.get_rank() if dist.is_initialized() else 0
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank()
+def init_distributed() -> tuple[int, int]:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); returns (rank, world size)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 class Loss(torch.nn.Module):

@@ -80,7 +80,7 @@ class EMCDR(Recommender):
         p, train = self.params, scenario.train
         self.factors_.requires_grad_(False)
         self.mapping_ = mapping
-        both = _users_with(train, scenario.n_users, target=True) & _users_with(train, scenario.n_users, target=False)
+        both = self.has_target_.cpu().numpy() & _users_with(train, scenario.n_users, target=False)
         if p["map_loss"] == "mse":
             users = torch.as_tensor(np.flatnonzero(both), device=self.device)
 

@@ -70,14 +70,10 @@ class Knowledge(nn.Module):
         self.register_buffer("item_relations", torch.as_tensor(rel), persistent=False)
         self.pad = n_entities
 
-    def forward(self, items: torch.Tensor, entity_mask: torch.Tensor | None = None):
+    def forward(self, items: torch.Tensor):
         ent, rel = self.item_entities[items], self.item_relations[items]
         keys = self.entities(ent) * torch.sigmoid(self.relations(rel))
-        logits = self.attention(torch.tanh(keys)).squeeze(-1)
-        missing = ent == self.pad
-        if entity_mask is not None:  # explanations remove single entities here
-            missing = missing | ~entity_mask
-        logits = logits.masked_fill(missing, -torch.inf)
+        logits = self.attention(torch.tanh(keys)).squeeze(-1).masked_fill(ent == self.pad, -torch.inf)
         weights = torch.nan_to_num(F.softmax(logits, -1))  # items without entities get a zero vector
         return (weights[..., None] * keys).sum(-2)
 
