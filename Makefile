@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup bench peers-venv clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: setup
-	$(PY) -m engine bench --source arts --target office --both --seeds 0,1,2
+	$(PY) -m engine bench --source arts --target office --both --seeds 0,1,2 --ablation-seeds 0
+
+# External peers (RecBole 1.2.1) need old numpy/scipy, so they get their own venv; see DEVELOPERS.md.
+peers-venv:
+	test -x .venv-recbole/bin/python || $(PYTHON) -m venv .venv-recbole
+	.venv-recbole/bin/pip install --quiet "numpy<2" "pandas<3" "setuptools<81" "scipy<1.12" recbole==1.2.1 torch==2.13.0
 
 clean:
-	rm -rf $(VENV) workspace tests/artifacts
+	rm -rf $(VENV) .venv-recbole workspace tests/artifacts

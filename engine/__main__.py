@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int)
     s.add_argument("--sampled", type=int, metavar="N", help="rank against N random negatives instead of all items")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model setting, e.g. --set dim=32")
+    s.add_argument("--no-maps", action="store_true", help="skip the embedding maps (`map RUN_ID` adds them later)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("runs", parents=[common], help="list runs")
@@ -71,6 +72,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", default="ndcg@10")
     s.set_defaults(func=cmd_compare)
 
+    s = sub.add_parser("export", parents=[common], help="write a run's scenario for an external library")
+    s.add_argument("run_id")
+    s.add_argument("--format", default="recbole", help="recbole (atomic files of the target domain, warm cases)")
+    s.add_argument("--out", required=True, help="folder to write into")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("peer", parents=[common], help="train a RecBole peer on a scenario and store it as a run")
+    s.add_argument("--source", required=True)
+    s.add_argument("--target", required=True)
+    s.add_argument("--model", required=True, choices=["sasrec", "lightgcn"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a RecBole setting, e.g. --set epochs=10")
+    s.set_defaults(func=cmd_peer)
+
     s = sub.add_parser("setup", parents=[common], help="ingest the shipped dataset and train the default runs")
     s.set_defaults(func=cmd_setup)
 
@@ -78,11 +93,43 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--source", required=True)
     s.add_argument("--target", required=True)
     s.add_argument("--both", action="store_true", help="also run the reverse direction")
-    s.add_argument("--models", default=",".join(MODELS))
+    s.add_argument("--models", help="comma-separated rows: models, ablations ('lmkg -text', 'lmkg -kg', "
+                                    "'lmkg -source', 'lmkg -cf'), peers (recbole-sasrec, recbole-lightgcn); "
+                                    "default: every model and ablation")
     s.add_argument("--seeds", default="0", help="comma-separated seeds")
+    s.add_argument("--ablation-seeds", help="seeds for ablations and peers (default: --seeds)")
     s.add_argument("--out", default="docs/benchmarks.md")
     s.add_argument("--reuse", action="store_true", help="tabulate existing finished runs instead of retraining them")
     s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("speed", parents=[common], help="measure lmkg's text embedding, training and scoring times")
+    s.add_argument("--source", required=True)
+    s.add_argument("--target", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_speed)
+
+    s = sub.add_parser("explain", parents=[common], help="why a run's model recommends an item to a user")
+    s.add_argument("run_id")
+    s.add_argument("--user", required=True)
+    s.add_argument("--item", required=True, help="a target item id")
+    s.add_argument("--method", default="shap", choices=["shap", "lime", "both"])
+    s.add_argument("--nsamples", type=int, help="SHAP coalitions (default 1000)")
+    s.add_argument("--lime-samples", type=int, help="LIME perturbations (default 2000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("explain-bench", parents=[common],
+                       help="SHAP and LIME on n sampled top-1 recommendations: faithfulness checks and seconds")
+    s.add_argument("run_id")
+    s.add_argument("--n", type=int, default=100)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_explain_bench)
+
+    s = sub.add_parser("map", parents=[common], help="(re)compute a run's embedding maps and domain alignment")
+    s.add_argument("run_id")
+    s.add_argument("--max-points", type=int, default=30000)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_map)
     return p
 
 
@@ -143,7 +190,7 @@ def cmd_train(args):
         record = api.train([s.strip() for s in args.source.split(",") if s.strip()], args.target, args.model,
                            seed=args.seed, cold_fraction=args.cold_fraction, epochs=args.epochs,
                            settings=api.parse_settings(args.set), sampled=args.sampled, workspace=args.workspace,
-                           progress=bar)
+                           progress=bar, maps=not args.no_maps)
     finally:
         bar.close()
     if not record:  # a helper rank under torchrun: rank 0 reports
@@ -189,6 +236,24 @@ def cmd_compare(args):
                 for seg, v in result["segments"].items()], ["segment", "cases", "A", "B", "A - B", "p"]))
 
 
+def cmd_export(args):
+    folder = api.export_run(args.run_id, args.out, args.format, workspace=args.workspace)
+    emit(args, {"run_id": args.run_id, "format": args.format, "folder": str(folder)},
+         f"exported the scenario of run {args.run_id} to {folder}")
+
+
+def cmd_peer(args):
+    from . import peers
+    bar = ProgressBar(f"recbole-{args.model}")
+    try:
+        record = peers.run_peer(args.source, args.target, args.model, seed=args.seed,
+                                settings=api.parse_settings(args.set), workspace=args.workspace, progress=bar)
+    finally:
+        bar.close()
+    emit(args, record, f"run {record['id']} ({record['model']}, train {record['train_seconds']:.1f} s, "
+                       f"eval {record['eval_seconds']:.2f} s)\n" + metrics_table(record["metrics"]))
+
+
 def cmd_setup(args):
     api.setup(args.workspace, progress_factory=ProgressBar, log=lambda m: print(m, file=sys.stderr))
     cmd_runs(args)
@@ -196,10 +261,92 @@ def cmd_setup(args):
 
 def cmd_bench(args):
     from . import bench
-    report = bench.run(args.source, args.target, both=args.both, models=args.models.split(","),
-                       seeds=[int(s) for s in args.seeds.split(",")], out=args.out, workspace=args.workspace,
-                       progress_factory=ProgressBar, reuse=args.reuse)
+    seeds = lambda text: [int(s) for s in text.split(",")] if text else None
+    report = bench.run(args.source, args.target, both=args.both,
+                       models=[m.strip() for m in args.models.split(",")] if args.models else None,
+                       seeds=seeds(args.seeds), side_seeds=seeds(args.ablation_seeds), out=args.out,
+                       workspace=args.workspace, progress_factory=ProgressBar, reuse=args.reuse)
     emit(args, report["rows"], report["markdown"])
+
+
+def cmd_speed(args):
+    from . import speed
+    bar = ProgressBar("lmkg")
+    try:
+        figures = speed.run(args.source, args.target, args.seed, args.workspace, progress=bar)
+    finally:
+        bar.close()
+    emit(args, figures, table([[k, v] for k, v in figures.items()], ["measure", "value"]))
+
+
+
+def cmd_explain(args):
+    r = api.explain(args.run_id, args.user, args.item, args.method, workspace=args.workspace,
+                    nsamples=args.nsamples, lime_samples=args.lime_samples, seed=args.seed)
+    methods = [m for m in ("shap", "lime") if m in r]
+    rows = sorted(r["features"], key=lambda f: -f[methods[0]])
+    lines = [f"user {r['user']} ({r['basis']}), item {r['item_id']} {r['title'][:60]!r}: score {r['score']:.4f}, "
+             f"with every feature removed {r['base_value']:.4f} (scores spread {r['score_scale']:.4f} over items)",
+             table([[f["kind"], _clip(f["label"], f["kind"]), *[f[m] for m in methods]] for f in rows],
+                   ["kind", "feature", *methods])]
+    if "shap" in r:
+        lines.append(f"SHAP: base + sum of attributions is off the score by {r['shap']['additivity_error']:.2e}")
+    if "lime" in r:
+        lines.append(f"LIME: local R^2 {r['lime']['score']:.4f}, surrogate predicts {r['lime']['local_pred']:.4f} "
+                     f"where the model scores {r['score']:.4f}")
+    if r["agreement"] is not None:
+        lines.append(f"SHAP-LIME rank agreement (Spearman): {r['agreement']:.4f}")
+    for m, check in (r["deletion"] or {}).items():
+        lines.append(f"{m.upper()} deletion check: removing its top 3 lowers the score by {check['top_drop']:.4f}, "
+                     f"3 random features by {check['random_drop']:.4f} on average"
+                     f" ({'passed' if check['wins'] else 'failed'})")
+    emit(args, r, "\n".join(lines))
+
+
+def _clip(label: str, kind: str, width: int = 70) -> str:
+    """A label cut to width: titles keep their start and domain, entity paths their end (where levels differ)."""
+    if len(label) <= width:
+        return label
+    if kind == "entity":
+        relation, _, value = label.partition(": ")
+        return f"{relation}: ...{value[-(width - len(relation) - 5):]}"
+    title, _, domain = label.rpartition(" (")
+    return f"{title[: width - len(domain) - 5]}... ({domain}"
+
+
+def cmd_explain_bench(args):
+    bar = ProgressBar("explain-bench")
+    try:
+        result = api.explain_bench(args.run_id, args.n, args.seed, workspace=args.workspace, progress=bar)
+    finally:
+        bar.close()
+    s = result["summary"]
+    head = (f"run {result['run_id']} ({result['model']}): top-1 recommendation of {result['cases']} seeded test users, "
+            f"histories up to {result['history_items']['max']} items (mean {result['history_items']['mean']:.1f}), "
+            f"features up to {result['features']['max']}; {result['cpu_threads']} torch thread(s) on "
+            f"{result['cpu_cores']} CPU core(s)")
+    rows = [[m.upper(), f"{result['nsamples'] if m == 'shap' else result['lime_samples']}",
+             s[m]["deletion_win_share"], s[m]["deletion_cases"],
+             _sci(s[m].get("additivity_error_relative_mean")), s[m].get("r2_mean"), s[m]["agreement_mean"],
+             s[m]["seconds_mean"], s[m]["seconds_p95"]] for m in ("shap", "lime")]
+    emit(args, result, head + "\n" + table(rows, ["method", "samples", "deletion wins", "cases",
+                                                   "additivity err / scale", "LIME R^2", "SHAP-LIME rho",
+                                                   "s mean", "s p95"]))
+
+
+def _sci(value) -> str:
+    return "" if value is None else f"{value:.1e}"
+
+
+def cmd_map(args):
+    summary = api.compute_maps(args.run_id, workspace=args.workspace, max_points=args.max_points, seed=args.seed)
+    emit(args, summary, f"maps of run {args.run_id}: {summary['items_mapped']} of {summary['items']} items, "
+                        f"{summary['users_mapped']} users; alignment (share of an item's {summary['k']} nearest "
+                        f"neighbours from another domain) {summary['alignment']:.4f}, fully mixed would be "
+                        f"{summary['expected_mixed']:.4f}; vectors {summary['seconds']['vectors']:.1f} s, neighbours "
+                        f"{summary['seconds']['neighbours']:.1f} s, UMAP {summary['seconds']['umap']:.1f} s\n" +
+         table([[d, v["items"], v["alignment"], v["expected_mixed"]] for d, v in summary["per_domain"].items()],
+               ["domain", "items", "alignment", "fully mixed"]))
 
 
 if __name__ == "__main__":

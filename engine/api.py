@@ -90,11 +90,9 @@ def make_model(name: str, settings: dict | None = None, seed: int = 0):
         raise CrossLensError(str(err)) from None
 
 
-def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_fraction: float = 0.2,
-          epochs: int | None = None, settings: dict | None = None, sampled: int | None = None,
-          workspace=None, progress=None) -> dict:
-    """Build the scenario, fit, evaluate on the test cases and store the run; returns the run record."""
-    store = Store(workspace)
+def scenario_spec(store: Store, source: list[str] | str, target: str, seed: int = 0,
+                  cold_fraction: float = 0.2) -> dict:
+    """The spec of a scenario on the workspace's current dataset versions, after checking the request."""
     source = [source] if isinstance(source, str) else list(source)
     if not source:
         raise CrossLensError("name at least one source domain, like --source arts.")
@@ -103,11 +101,20 @@ def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_
     if not 0 <= cold_fraction < 1:
         raise CrossLensError(f"cold fraction must be in [0, 1), got {cold_fraction}.")
     versions = {d: _dataset(store, d)["version"] for d in [target, *source]}
+    return scenarios.scenario_spec(source, target, seed, cold_fraction, versions)
+
+
+def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_fraction: float = 0.2,
+          epochs: int | None = None, settings: dict | None = None, sampled: int | None = None,
+          workspace=None, progress=None, maps: bool = True) -> dict:
+    """Build the scenario, fit, evaluate on the test cases and store the run; returns the run record. With maps,
+    a model that learns item vectors also gets its embedding maps (engine.maps) once the run is stored."""
+    store = Store(workspace)
+    spec = scenario_spec(store, source, target, seed, cold_fraction)
     settings = dict(settings or {})
     if epochs is not None:
         settings["epochs"] = epochs
     recommender = make_model(model, settings, seed)
-    spec = scenarios.scenario_spec(source, target, seed, cold_fraction, versions)
     sc = scenarios.build(store, spec)
     rank, world = init_distributed()
     if rank != 0:  # under torchrun, the other ranks help fit; rank 0 evaluates and stores the run
@@ -115,26 +122,58 @@ def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_
         return {}
     config = {"params": recommender.params, "sampled": sampled, "device": str(recommender.device), "processes": world}
     run = store.new_run(spec, model, config)
-    folder = store.run_dir(run["id"])
     try:
         started = time.time()
         recommender.fit(sc, progress=progress)
-        train_seconds = time.time() - started
-        _save_weights(recommender.state(), folder / "weights.safetensors")
-        started = time.time()
-        ev = evaluate.evaluate(recommender, sc, "test", sampled=sampled)
-        eval_seconds = time.time() - started
-        write_parquet(ev.per_case, folder / "per_user.parquet")
-        vectors = recommender.item_vectors()
-        if vectors is not None:
-            write_parquet(_item_vector_table(sc, vectors), folder / "item_vectors.parquet")
-        log = getattr(recommender, "log_", None)
-        if log is not None:
-            write_parquet(pd.DataFrame(_epochs(log)), folder / "curves.parquet")
-        return store.finish_run(run["id"], ev.summary, train_seconds, eval_seconds)
+        record = _evaluate_and_store(store, run["id"], recommender, sc, time.time() - started, sampled)
     except KeyboardInterrupt:
         store.fail_run(run["id"], "cancelled", "cancelled by the user")
         raise
+    except BaseException as err:
+        store.fail_run(run["id"], "failed", f"{type(err).__name__}: {err}")
+        raise
+    if maps:  # after the run is stored: a run is not lost to its maps, which `python -m engine map` can redo
+        from . import maps as embedding_maps
+        if embedding_maps.supported(recommender):
+            if progress:
+                progress({"stage": "embedding maps"}, 1.0)
+            embedding_maps.write_maps(store.run_dir(run["id"]), sc, recommender, seed=seed)
+    return record
+
+
+def _evaluate_and_store(store: Store, run_id: str, recommender, sc, train_seconds: float, sampled=None) -> dict:
+    folder = store.run_dir(run_id)
+    _save_weights(recommender.state(), folder / "weights.safetensors")
+    started = time.time()
+    ev = evaluate.evaluate(recommender, sc, "test", sampled=sampled)
+    eval_seconds = time.time() - started
+    write_parquet(ev.per_case, folder / "per_user.parquet")
+    vectors = recommender.item_vectors()
+    if vectors is not None:
+        write_parquet(_item_vector_table(sc, vectors), folder / "item_vectors.parquet")
+    log = getattr(recommender, "log_", None)
+    if log is not None:
+        write_parquet(pd.DataFrame(_epochs(log)), folder / "curves.parquet")
+    return store.finish_run(run_id, ev.summary, train_seconds, eval_seconds)
+
+
+def derive(run_id: str, settings: dict, workspace=None) -> dict:
+    """A new run from a finished run's weights with settings that act after training changed (lmkg's use_cf),
+    evaluated on the same scenario: an ablation without retraining. Its train seconds are the parent's."""
+    store = Store(workspace)
+    parent, sc, _ = load(run_id, workspace)
+    cls = MODELS[parent["model"]]
+    wrong = set(settings) - set(cls.post_training)
+    if wrong:
+        raise CrossLensError(f"{', '.join(sorted(wrong))} change(s) how '{parent['model']}' trains; only "
+                             f"{', '.join(sorted(cls.post_training)) or 'nothing'} can be changed on a trained run.")
+    params = {**parent["config"]["params"], **settings}
+    tensors = load_file(str(store.run_dir(run_id) / "weights.safetensors"))
+    recommender = cls.from_state(params, sc, tensors)
+    run = store.new_run(parent["scenario"], parent["model"],
+                        {**parent["config"], "params": params, "derived_from": run_id})
+    try:
+        return _evaluate_and_store(store, run["id"], recommender, sc, parent["train_seconds"], parent["config"]["sampled"])
     except BaseException as err:
         store.fail_run(run["id"], "failed", f"{type(err).__name__}: {err}")
         raise
@@ -177,16 +216,33 @@ def load(run_id: str, workspace=None):
     record = run(run_id, workspace)
     if record["status"] != "done":
         raise CrossLensError(f"run {run_id} is {record['status']}, not done; only finished runs can be used.")
+    if record["config"].get("peer"):
+        raise CrossLensError(f"run {run_id} is an external peer ({record['config']['peer']}); its model is not kept, "
+                             f"only its metrics, so it cannot recommend.")
+    sc = _scenario_of(store, record)
+    tensors = load_file(str(store.run_dir(run_id) / "weights.safetensors"))
+    model = MODELS[record["model"]].from_state(record["config"]["params"], sc, tensors)
+    return record, sc, model
+
+
+def _scenario_of(store: Store, record: dict) -> scenarios.Scenario:
+    """A run's scenario, rebuilt from the datasets it was trained on (which must not have changed since)."""
     spec = record["scenario"]
     for name, version in spec["versions"].items():
         current = store.dataset(name)
         if current is None or current["version"] != version:
-            raise CrossLensError(f"dataset '{name}' was deleted or re-ingested after run {run_id}; "
+            raise CrossLensError(f"dataset '{name}' was deleted or re-ingested after run {record['id']}; "
                                  f"train a new run on the current data.")
-    sc = scenarios.build(store, spec)
-    tensors = load_file(str(store.run_dir(run_id) / "weights.safetensors"))
-    model = MODELS[record["model"]].from_state(record["config"]["params"], sc, tensors)
-    return record, sc, model
+    return scenarios.build(store, spec)
+
+
+def export_run(run_id: str, out, fmt: str = "recbole", workspace=None) -> Path:
+    """Write the scenario of a stored run for an external library (RecBole atomic files); returns the folder."""
+    from . import export
+    if fmt not in export.FORMATS:
+        raise CrossLensError(f"unknown export format '{fmt}'; choose one of: {', '.join(export.FORMATS)}.")
+    store = Store(workspace)
+    return export.export_recbole(_scenario_of(store, run(run_id, workspace)), out)
 
 
 def recommend(run_id: str, user: str, k: int = 10, workspace=None) -> dict:
@@ -247,6 +303,29 @@ def compare(run_a: str, run_b: str, metric: str = "ndcg@10", workspace=None) -> 
             result["segments"][segment] = metrics.paired_test(part[f"{metric}_a"], part[f"{metric}_b"])
     return result
 
+
+
+# ---- explanations and embedding maps -------------------------------------------------------------------------------
+def explain(run_id: str, user: str, item: str, method: str = "shap", workspace=None, nsamples: int | None = None,
+            lime_samples: int | None = None, seed: int = 0) -> dict:
+    """Why the run's model scores `item` (a target item id) for `user`: SHAP and/or LIME attributions over the
+    user's history items and the item's knowledge-graph entities, with checks of how faithful they are."""
+    from . import explain as explanations
+    return explanations.Explainer.load(run_id, workspace).explain(
+        user, item, method, explanations.SHAP_SAMPLES if nsamples is None else nsamples,
+        explanations.LIME_SAMPLES if lime_samples is None else lime_samples, seed)
+
+
+def explain_bench(run_id: str, n: int = 100, seed: int = 0, workspace=None, progress=None) -> dict:
+    """Explain the top-1 recommendation of n seeded test users with SHAP and LIME and summarise the checks."""
+    from . import explain as explanations
+    return explanations.bench(run_id, n, seed, workspace, progress=progress)
+
+
+def compute_maps(run_id: str, workspace=None, max_points: int = 30000, seed: int = 0) -> dict:
+    """(Re)compute a finished run's embedding maps, neighbours and alignment figure; returns the summary."""
+    from . import maps
+    return maps.compute_maps(run_id, workspace, max_points, seed)
 
 # ---- the default workspace ------------------------------------------------------------------------------------------
 def setup(workspace=None, progress_factory=None, log=print) -> None:

@@ -62,7 +62,16 @@ def _keep_sampled(scores: torch.Tensor, relevant: np.ndarray, n: int, rng) -> to
 def evaluate(model, scenario: Scenario, split: str = "test", sampled: int | None = None,
              batch_size: int = 1024, features=None) -> Evaluation:
     cases = scenario.cases(split)
-    top, hits = rank(model, scenario, cases, batch_size, sampled, seed=scenario.spec["seed"])
+    top, _ = rank(model, scenario, cases, batch_size, sampled, seed=scenario.spec["seed"])
+    return evaluate_top(scenario, cases, top, features)
+
+
+def evaluate_top(scenario: Scenario, cases: Cases, top: np.ndarray, features=None) -> Evaluation:
+    """Per-case and summary metrics of ranked lists (cases, >= TOP target item indices, best first), however made."""
+    # (case, item) pairs as one integer each, so membership is one isin over all cases (cold users have many items).
+    case = np.arange(len(cases))
+    relevant = np.repeat(case, cases.relevant.lengths) * scenario.n_target + cases.relevant.values
+    hits = np.isin(case[:, None] * scenario.n_target + top, relevant)
     per_case = pd.DataFrame(metrics.ranking_metrics(hits, cases.relevant.lengths))
     features = scenario.item_features() if features is None else features
     per_case["ild@10"] = metrics.intra_list_diversity(top[:, :10], features)

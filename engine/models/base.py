@@ -14,6 +14,7 @@ class Recommender:
     name = "base"
     uses_history = False      # True: scores from the history in the batch (works for cold users, explainable)
     defaults: dict = {}
+    post_training: tuple = ()  # settings used only after fitting: api.derive may change them on a trained run
 
     def __init__(self, **params):
         unknown = set(params) - set(self.defaults)

@@ -17,35 +17,57 @@ class ItemKNN(Recommender):
     defaults = {"neighbours": 100, "shrink": 0.0}
 
     def fit(self, scenario, progress=None):
-        x = scenario.train_matrix().tocsc()
-        counts = np.asarray(x.sum(0)).ravel()
-        co = (x.T @ x[:, : scenario.n_target]).tocsr()  # all items x target items
-        co.setdiag(0)
-        co.eliminate_zeros()
-        rows = np.repeat(np.arange(co.shape[0]), np.diff(co.indptr))
-        co.data = co.data / (np.sqrt(counts[rows] * counts[co.indices]) + self.params["shrink"])
-        self.similarity_ = _keep_top(co, self.params["neighbours"])
-        self.n_items_ = scenario.n_items
+        self.similarity_ = similarity(scenario, self.params["neighbours"], self.params["shrink"])
         return self
 
     def score(self, batch):
-        hist = batch.history.cpu().numpy()
-        rows, cols = np.nonzero(hist >= 0)
-        h = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, hist[rows, cols])),
-                              shape=(len(hist), self.n_items_))
-        return torch.from_numpy((h @ self.similarity_).toarray()).to(batch.users.device)
+        return history_scores(batch.history, self.similarity_)
 
     def state(self):
-        s = self.similarity_
-        return {"indptr": torch.from_numpy(s.indptr.astype(np.int64)), "indices": torch.from_numpy(s.indices.astype(np.int64)),
-                "data": torch.from_numpy(s.data.astype(np.float32)), "shape": torch.tensor(s.shape)}
+        return similarity_state(self.similarity_)
 
     def load_state(self, scenario, tensors):
-        shape = tuple(tensors["shape"].tolist())
-        self.similarity_ = sparse.csr_matrix((tensors["data"].numpy(), tensors["indices"].numpy(),
-                                              tensors["indptr"].numpy()), shape=shape)
-        self.n_items_ = shape[0]
+        self.similarity_ = similarity_from_state(tensors)
         return self
+
+    def score_perturbed(self, history, item, keep_history, keep_entities=None):
+        """(P,) scores of target item `item` from P copies of one history (L,), copy p keeping the positions
+        where keep_history[p] is True. The model has no entities: keep_entities must have 0 columns."""
+        if keep_entities is not None and keep_entities.shape[1]:
+            raise ValueError("itemknn has no knowledge-graph entities to keep or remove")
+        rows = torch.where(keep_history, history[None, :], torch.full_like(history, -1)[None, :])
+        return history_scores(rows, self.similarity_[:, [item]])[:, 0]  # score() restricted to one column
+
+
+def similarity(scenario, neighbours: int, shrink: float = 0.0) -> sparse.csr_matrix:
+    """(all items x target items) cosine of co-occurrence in training histories, each row's top `neighbours`."""
+    x = scenario.train_matrix().tocsc()
+    counts = np.asarray(x.sum(0)).ravel()
+    co = (x.T @ x[:, : scenario.n_target]).tocsr()
+    co.setdiag(0)
+    co.eliminate_zeros()
+    rows = np.repeat(np.arange(co.shape[0]), np.diff(co.indptr))
+    co.data = co.data / (np.sqrt(counts[rows] * counts[co.indices]) + shrink)
+    return _keep_top(co, neighbours)
+
+
+def history_scores(history: torch.Tensor, sim: sparse.csr_matrix) -> torch.Tensor:
+    """(batch, n_target): the summed similarity of each target item to the items of each (-1 padded) history."""
+    hist = history.cpu().numpy()
+    rows, cols = np.nonzero(hist >= 0)
+    h = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, hist[rows, cols])), shape=(len(hist), sim.shape[0]))
+    return torch.from_numpy((h @ sim).toarray()).to(history.device)
+
+
+def similarity_state(s: sparse.csr_matrix, prefix: str = "") -> dict[str, torch.Tensor]:
+    return {f"{prefix}indptr": torch.from_numpy(s.indptr.astype(np.int64)),
+            f"{prefix}indices": torch.from_numpy(s.indices.astype(np.int64)),
+            f"{prefix}data": torch.from_numpy(s.data.astype(np.float32)), f"{prefix}shape": torch.tensor(s.shape)}
+
+
+def similarity_from_state(tensors: dict[str, torch.Tensor], prefix: str = "") -> sparse.csr_matrix:
+    return sparse.csr_matrix((tensors[f"{prefix}data"].numpy(), tensors[f"{prefix}indices"].numpy(),
+                              tensors[f"{prefix}indptr"].numpy()), shape=tuple(tensors[f"{prefix}shape"].tolist()))
 
 
 def _keep_top(m: sparse.csr_matrix, k: int) -> sparse.csr_matrix:

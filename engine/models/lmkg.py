@@ -12,6 +12,11 @@ A user is a causal Transformer over their mixed-domain history (item + domain + 
 domain of the item to predict. Users with only source history get a target-domain vector this way (cold start).
 Training: next-item prediction in every domain with sampled softmax (in-batch positives plus random negatives
 of the predicted domain), early stopping on validation NDCG@10.
+
+Beside the network, a collaborative channel adds the history's item-item co-occurrence (engine.models.itemknn,
+all domains) to the standardised network score. The network generalises through text and knowledge; the
+channel keeps the exact "bought X, then Y" evidence a 64-d vector blurs. Its weight, one for users with target
+history and one for users without (cold), is chosen after training on the validation cases only.
 """
 from __future__ import annotations
 
@@ -21,14 +26,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import kg, text
+from .. import kg, metrics, text
+from ..evaluate import TOP
 from ..train import fit_module
+from . import itemknn
 from .base import Recommender
 
 DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.2, "id_dropout": 0.5,
             "experts": 4, "negatives": 256, "temperature": 0.07, "lr": 0.0005, "weight_decay": 0.0,
-            "epochs": 30, "patience": 5, "batch_size": 32, "seed": 0, "use_text": True, "use_kg": True,
-            "use_id": True, "use_source": True, "kg_hops": 2, "encoder": text.DEFAULT_ENCODER}
+            "epochs": 30, "patience": 3, "batch_size": 32, "seed": 0, "use_text": True, "use_kg": True,
+            "use_id": True, "use_source": True, "use_cf": True, "cold_windows": True, "neighbours": 100, "kg_hops": 2,
+            "encoder": text.DEFAULT_ENCODER}
+CF_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # candidates, in units of the network score's std
 
 
 class MoEAdapter(nn.Module):
@@ -103,9 +112,22 @@ class LMKGNet(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, p["layers"], enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.readout = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.item_table = None  # every item's representation, computed once while the weights stay fixed (eval)
+
+    def train(self, mode: bool = True):
+        self.item_table = None
+        return super().train(mode)
+
+    def freeze_items(self) -> None:
+        """Compute every item's representation once, for scoring: they do not change until training resumes."""
+        self.eval()
+        with torch.no_grad():
+            self.item_table = self.items(torch.arange(len(self.item_domain), device=self.item_domain.device))
 
     def items(self, idx: torch.Tensor) -> torch.Tensor:
         """Representations of items idx (any shape); each distinct item is computed once."""
+        if self.item_table is not None:
+            return self.item_table[idx]
         flat, inverse = torch.unique(idx.reshape(-1), return_inverse=True)
         out = torch.zeros(len(flat), self.p["dim"], device=flat.device)
         if self.adapter is not None:
@@ -169,6 +191,7 @@ class LMKG(Recommender):
     name = "lmkg"
     uses_history = True
     defaults = DEFAULTS
+    post_training = ("use_cf",)  # the collaborative channel is fitted after the network
 
     def _net(self, scenario, text_vectors):
         p = self.params
@@ -196,13 +219,17 @@ class LMKG(Recommender):
         p = self.params
         self.net_ = self._net(scenario, self._text(scenario, progress))
         self.n_target_, self.target_items_ = scenario.n_target, None
+        self.cf_, self.cf_weights_ = None, torch.zeros(2)
         sequences = training_sequences(scenario, p["max_history"] + 1, p["use_source"])
         self.net_.log_q.copy_(sampling_log_probability(sequences, self.net_.item_domain.cpu()))
-        seqs = torch.as_tensor(sequences, device=self.device)
-        lengths = (sequences >= 0).sum(1)
+        prefixes, targets = cold_start_windows(scenario, p["max_history"]) if p["cold_windows"] and p["use_source"] \
+            else (np.zeros((0, p["max_history"]), np.int64), [])
         ranges = [scenario.domain_range[d] for d in scenario.domains]
 
         def batches(rng):
+            windows = np.concatenate([sequences, _with_one_of(prefixes, targets, rng)])
+            seqs = torch.as_tensor(windows, device=self.device)
+            lengths = (windows >= 0).sum(1)
             # Windows of similar length share a batch (cut to its longest row): far less padding to encode.
             order = np.lexsort((rng.random(len(lengths)), lengths))
             chunks = [order[i:i + p["batch_size"]] for i in range(0, len(order), p["batch_size"])]
@@ -216,33 +243,203 @@ class LMKG(Recommender):
         self.log_ = fit_module(self.net_, batches, self, scenario, p, progress,
                                optimiser=torch.optim.AdamW(self.net_.parameters(), lr=p["lr"],
                                                            weight_decay=p["weight_decay"]))
+        self.net_.eval()  # drops item vectors computed before the best epoch's weights were restored
+        self.target_items_ = None
+        if p["use_cf"]:
+            self.cf_ = itemknn.similarity(scenario, p["neighbours"])
+            chosen = {s: self._choose_cf_weight(scenario, s) for s in ("warm", "cold")}
+            self.cf_weights_ = torch.tensor([chosen["warm"][0], chosen["cold"][0]])
+            self.log_["cf"] = {s: {"weight": w, "valid_ndcg@10": v} for s, (w, v) in chosen.items()}
+            if progress:
+                progress({"stage": "collaborative channel", **{f"{s} weight": w for s, (w, _) in chosen.items()},
+                          **{f"{s} valid_ndcg@10": v for s, (_, v) in chosen.items()}}, 1.0)
         return self
 
     def score(self, batch):
+        network, cf, cold = self._channels(batch.history)
+        if cf is None:
+            return network
+        return network.addcmul_(self.cf_weights_.to(cf.device)[cold.long(), None], cf)
+
+    def _channels(self, history):
+        """The network's scores, the CF channel's scores (None without one) and which rows have no target
+        history (cold). The CF row is scaled so that weight w adds w network standard deviations at its best item:
+        ranking by network + w * cf is ranking by the standardised network score + w * cf / max(cf), in fewer
+        passes over the (batch, n_target) matrix, which dominate scoring time."""
         net = self.net_
-        history = batch.history
         if not self.params["use_source"]:
             history = _left_align(torch.where(history < self.n_target_, history, torch.full_like(history, -1)))
-        history = _most_recent(history, self.params["max_history"])
-        users = net.user_vectors(history, 0)
         if self.target_items_ is None:
             self.prepare()
-        return F.normalize(users, dim=-1) @ self.target_items_.T / self.params["temperature"] \
-            + net.bias.weight[: self.n_target_, 0]
+        recent = _most_recent(history, self.params["max_history"])
+        lengths = (recent >= 0).sum(1)
+        users = torch.empty(len(recent), self.params["dim"], device=recent.device)
+        for rows in torch.argsort(lengths).split(256):  # similar lengths together, each chunk cut to its longest
+            users[rows] = net.user_vectors(recent[rows, : max(int(lengths[rows].max()), 1)], 0)
+        users = F.normalize(users, dim=-1)
+        network = torch.addmm(net.bias.weight[: self.n_target_, 0], users, self.target_items_.T,
+                              alpha=1 / self.params["temperature"])
+        cold = ~((history >= 0) & (history < self.n_target_)).any(1)
+        if self.cf_ is None:
+            return network, None, cold
+        cf = itemknn.history_scores(history, self.cf_)
+        scale = self._network_std(users)[:, None] / cf.max(1, keepdim=True).values.clamp(min=1e-6)
+        return network, cf.mul_(scale), cold
+
+    def _choose_cf_weight(self, scenario, segment: str) -> tuple[float, float]:
+        """The CF weight with the best NDCG@10 on the segment's validation cases (0 when there are none), and
+        that NDCG@10."""
+        cases = scenario.valid.subset(np.flatnonzero(scenario.valid.segment == segment))
+        totals = np.zeros(len(CF_WEIGHTS))
+        self.net_.eval()
+        self.prepare()
+        with torch.no_grad():
+            for lo in range(0, len(cases), 1024):
+                rows = np.arange(lo, min(lo + 1024, len(cases)))
+                network, cf, _ = self._channels(scenario.batch(cases, rows).history.to(self.device))
+                exclude, relevant = cases.exclude.padded(rows), cases.relevant.padded(rows)
+                r, c = np.nonzero(exclude >= 0)
+                for j, weight in enumerate(CF_WEIGHTS):
+                    scores = torch.add(network, cf, alpha=weight).float().cpu()
+                    scores[r, exclude[r, c]] = -torch.inf
+                    top = scores.topk(TOP, dim=1).indices.numpy()
+                    hits = (top[:, :, None] == relevant[:, None, :]).any(2)
+                    totals[j] += metrics.ranking_metrics(hits, cases.relevant.lengths[rows], ks=(10,))["ndcg@10"].sum()
+        self.target_items_ = None
+        best = int(np.argmax(totals))
+        return CF_WEIGHTS[best], float(totals[best] / max(len(cases), 1))
 
     def prepare(self):
         """The target items' (normalised) vectors, shared by every batch of an evaluation."""
-        with torch.no_grad():
-            self.target_items_ = F.normalize(self.net_.items(torch.arange(self.n_target_, device=self.device)), dim=-1)
+        self.net_.freeze_items()
+        self.target_items_ = F.normalize(self.net_.item_table[: self.n_target_], dim=-1)
+        v, b = self.target_items_.double(), self.net_.bias.weight[: self.n_target_, 0].detach().double()
+        self.moments_ = (v.mean(0), v.T @ v / len(v), v.T @ b / len(v), b.mean(), (b * b).mean())
+
+    def _network_std(self, users: torch.Tensor) -> torch.Tensor:
+        """Per row, the std of the network scores users @ items.T / T + bias over all target items, from the
+        items' first and second moments (d x d): exact, without another pass over the (batch, n_target) scores."""
+        mean_v, gram, cross, mean_b, mean_b2 = self.moments_
+        a = users.double() / self.params["temperature"]
+        mean = a @ mean_v + mean_b
+        square = ((a @ gram) * a).sum(1) + 2 * (a @ cross) + mean_b2
+        n = self.n_target_
+        return ((square - mean ** 2).clamp(min=0) * n / max(n - 1, 1)).sqrt().float()
+
+    def item_vectors(self):
+        self.net_.freeze_items()
+        return F.normalize(self.net_.item_table, dim=-1)
+
+    @torch.no_grad()
+    def user_vectors(self, batch):
+        """(batch, dim) the network's target-domain user vectors, built from each history as score() builds them
+        (before normalisation)."""
+        if self.target_items_ is None:
+            self.prepare()
+        return self._user_rows(self._visible(batch.history.to(self.device)))
+
+    def entity_count(self, item: int) -> int:
+        """How many knowledge-graph entity slots item `item` attends over (0 without the knowledge module)."""
+        k = self.net_.knowledge
+        return 0 if k is None else int((k.item_entities[item] != k.pad).sum())
+
+    @torch.no_grad()
+    def score_perturbed(self, history, item, keep_history, keep_entities):
+        """(P,) scores of target item `item` under P perturbations of what the model sees, in one batched pass.
+        Copy p keeps the positions of `history` (L,) where keep_history[p] (P, L) is True, and the item's entity
+        slots where keep_entities[p] (P, entity_count(item)) is True. Channels are combined exactly as in score():
+        the CF channel's scale needs each perturbed history's full row of network scores, so those are computed."""
+        if not 0 <= item < self.n_target_:
+            raise ValueError(f"item {item} is not a target item (0..{self.n_target_ - 1})")
+        if keep_entities.shape[1] != self.entity_count(item):
+            raise ValueError(f"item {item} has {self.entity_count(item)} entity slots, "
+                             f"keep_entities has {keep_entities.shape[1]} columns")
+        device = self.device
+        history, keep_history, keep_entities = history.to(device), keep_history.to(device), keep_entities.to(device)
+        rows = _left_align(torch.where(keep_history, history[None, :], -1))
+        if rows.shape[1] == 0:  # as recommend() does for an empty history: one padding column
+            rows = torch.full((len(rows), 1), -1, dtype=torch.long, device=device)
+        rows = self._visible(rows)
+        if self.target_items_ is None:
+            self.prepare()
+        users = F.normalize(self._user_rows(rows), dim=-1)
+        bias = self.net_.bias.weight[: self.n_target_, 0]
+        network = torch.addmm(bias, users, self.target_items_.T, alpha=1 / self.params["temperature"])
+        candidate = F.normalize(self._item_with_entities(item, keep_entities), dim=-1)
+        network[:, item] = bias[item] + (users * candidate).sum(-1) / self.params["temperature"]
+        if self.cf_ is None:
+            return network[:, item]
+        cold = ~((rows >= 0) & (rows < self.n_target_)).any(1)
+        cf, cf_max = self._cf_of_item(rows, item)
+        mean = network.mean(1, keepdim=True)  # two-pass std: the same figure as Tensor.std, in half the time
+        std = (network - mean).square_().sum(1).div_(network.shape[1] - 1).sqrt_()
+        scale = std / cf_max.clamp(min=1e-6)
+        return network[:, item] + self.cf_weights_.to(device)[cold.long()] * (cf * scale)
+
+    def _cf_of_item(self, rows, item: int):
+        """The CF channel's score of `item` and each row's largest CF score, as itemknn.history_scores gives them,
+        from only the similarity rows of the items the histories hold and the target items those reach: every
+        other target item scores 0 and similarities are >= 0, so the row maximum is among the reached ones."""
+        held = torch.unique(rows[rows >= 0]).cpu()
+        reached = self.cf_[held.numpy()]
+        columns = np.union1d(reached.indices, [item])
+        local = torch.searchsorted(held, rows.cpu().clamp(min=0))
+        local = torch.where(rows.cpu() >= 0, local, -1)
+        cf = itemknn.history_scores(local, reached[:, columns]).to(rows.device)
+        return cf[:, int(np.searchsorted(columns, item))], cf.max(1).values.clamp(min=0)
+
+    def _visible(self, history):
+        """The (left-aligned, -1 padded) histories as the network sees them: target items only without use_source."""
+        if self.params["use_source"]:
+            return history
+        return _left_align(torch.where(history < self.n_target_, history, torch.full_like(history, -1)))
+
+    def _user_rows(self, history):
+        """Unnormalised target-domain user vectors, as _channels computes them."""
+        recent = _most_recent(history, self.params["max_history"])
+        lengths = (recent >= 0).sum(1)
+        users = torch.empty(len(recent), self.params["dim"], device=recent.device)
+        for rows in torch.argsort(lengths).split(256):
+            users[rows] = self.net_.user_vectors(recent[rows, : max(int(lengths[rows].max()), 1)], 0)
+        return users
+
+    def _item_with_entities(self, item: int, keep: torch.Tensor) -> torch.Tensor:
+        """(P, dim) item `item` as LMKGNet.items() builds it, its knowledge vector attending only over the kept
+        entity slots (computed afresh: the cached item table holds the unmasked vector)."""
+        net = self.net_
+        idx = torch.tensor([item], device=self.device)
+        out = torch.zeros(1, self.params["dim"], device=self.device)
+        if net.adapter is not None:
+            out = out + net.adapter(net.text[idx])
+        out = out.expand(len(keep), -1)
+        if net.knowledge is not None:
+            k = net.knowledge
+            ent, rel = k.item_entities[item], k.item_relations[item]
+            keys = k.entities(ent) * torch.sigmoid(k.relations(rel))
+            slots = torch.zeros(len(keep), len(ent), dtype=torch.bool, device=self.device)
+            slots[:, : keep.shape[1]] = keep  # real slots come first, padding after
+            logits = k.attention(torch.tanh(keys)).squeeze(-1).expand(len(keep), -1)
+            logits = logits.masked_fill(~slots | (ent == k.pad), -torch.inf)
+            weights = torch.nan_to_num(F.softmax(logits, -1))  # every entity removed: a zero knowledge vector
+            out = out + (weights[..., None] * keys).sum(-2)
+        if net.ids is not None:
+            out = out + net.ids(idx)
+        return out
 
     def state(self):
-        return {k: v for k, v in self.net_.state_dict().items()}
+        tensors = dict(self.net_.state_dict())
+        if self.cf_ is not None:
+            tensors.update(itemknn.similarity_state(self.cf_, "cf."), **{"cf.weights": self.cf_weights_})
+        return tensors
 
     def load_state(self, scenario, tensors):
         self.net_ = self._net(scenario, self._text(scenario))  # text vectors come from the cache, not the weights
-        self.net_.load_state_dict(tensors)
+        self.net_.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("cf.")})
         self.net_.eval()
         self.n_target_, self.target_items_ = scenario.n_target, None
+        self.cf_, self.cf_weights_ = None, torch.zeros(2)
+        if self.params["use_cf"]:
+            self.cf_, self.cf_weights_ = itemknn.similarity_from_state(tensors, "cf."), tensors["cf.weights"]
         return self
 
 
@@ -265,6 +462,31 @@ def training_sequences(scenario, length: int, use_source: bool) -> np.ndarray:
             if lo == s:
                 break
     return np.stack(windows) if windows else np.zeros((0, length), dtype=np.int64)
+
+
+def cold_start_windows(scenario, max_history: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """For every training user with items in the target and in a source: their most recent source items (rows
+    of max_history, -1 padded) and all their target items. A window "source items -> one of the user's target
+    items" is the cold-start task itself; mixed-domain windows teach it only where a user's first target item
+    happens to follow source items."""
+    t = scenario.train
+    both = np.intersect1d(t.loc[t["domain"] == 0, "user"].unique(), t.loc[t["domain"] != 0, "user"].unique())
+    t = t[t["user"].isin(both)]
+    source = {u: g.to_numpy()[-max_history:] for u, g in t[t["domain"] != 0].groupby("user")["item"]}
+    target = {u: g.to_numpy() for u, g in t[t["domain"] == 0].groupby("user")["item"]}
+    prefixes = np.full((len(both), max_history), -1, np.int64)
+    for row, u in enumerate(both):
+        prefixes[row, : len(source[u])] = source[u]
+    return prefixes, [target[u] for u in both]
+
+
+def _with_one_of(prefixes: np.ndarray, targets: list[np.ndarray], rng) -> np.ndarray:
+    """Each prefix followed by one of its user's target items, drawn anew each epoch."""
+    windows = np.full((len(prefixes), prefixes.shape[1] + 1), -1, np.int64)
+    windows[:, :-1] = prefixes
+    lengths = (prefixes >= 0).sum(1)
+    windows[np.arange(len(prefixes)), lengths] = [t[rng.integers(len(t))] for t in targets]
+    return windows
 
 
 def _left_align(history: torch.Tensor) -> torch.Tensor:

@@ -84,3 +84,23 @@ def test_bench_writes_the_table(tmp_path, domain_files):
     before = len(json.loads(cli("runs", "--json", workspace=ws).stdout))
     cli("bench", "--source", "src", "--target", "tgt", "--models", "pop", "--reuse", "--out", out, workspace=ws)
     assert len(json.loads(cli("runs", "--json", workspace=ws).stdout)) == before
+
+
+def test_bench_lmkg_against_the_best_other_model_and_a_post_training_ablation(tmp_path, domain_files):
+    ws = tmp_path / "ws"
+    for name, (inter, items) in domain_files.items():
+        cli("ingest", "--domain", name, "--interactions", inter, "--items", items, workspace=ws)
+    out = tmp_path / "bench.md"
+    cli("bench", "--source", "src", "--target", "tgt", "--models", "pop,itemknn,lmkg,lmkg -cf", "--out", out,
+        workspace=ws)
+    text = out.read_text()
+    assert "| src -> tgt | lmkg -cf |" in text
+    assert "- src -> tgt, warm: lmkg " in text and "- src -> tgt, cold: lmkg " in text
+    runs = json.loads(cli("runs", "--json", workspace=ws).stdout)
+    full = next(r for r in runs if r["model"] == "lmkg" and r["config"]["params"]["use_cf"])
+    derived = next(r for r in runs if r["model"] == "lmkg" and not r["config"]["params"]["use_cf"])
+    # the ablation reuses the trained network (the channel is fitted after it) instead of training again
+    assert derived["config"]["derived_from"] == full["id"] and derived["train_seconds"] == full["train_seconds"]
+    bad = cli("bench", "--source", "src", "--target", "tgt", "--models", "lmkg -nothing", "--out", out,
+              workspace=ws, check=False)
+    assert bad.returncode == 2 and "unknown bench row" in bad.stderr

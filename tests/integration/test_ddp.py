@@ -22,7 +22,7 @@ def test_two_gloo_processes_match_one(tmp_path, domain_files):
     ws = tmp_path / "ws"
     for name, (inter, items) in domain_files.items():
         run([sys.executable, "-m", "engine", "ingest", "--domain", name, "--interactions", inter, "--items", items], ws)
-    train = ["-m", "engine", "train", "--source", "src", "--target", "tgt", "--model", "lmkg", *SETTINGS]
+    train = ["-m", "engine", "train", "--source", "src", "--target", "tgt", "--model", "lmkg", "--no-maps", *SETTINGS]
     one = json.loads(run([sys.executable, *train, "--json"], ws).stdout)
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *train], ws)
     runs = json.loads(run([sys.executable, "-m", "engine", "runs", "--json"], ws).stdout)

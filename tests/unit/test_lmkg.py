@@ -46,7 +46,21 @@ def test_save_load_gives_identical_scores(lmkg, small_scenario):
     assert "text" not in lmkg.state()  # frozen text vectors come back from the cache, not the weights file
 
 
-@pytest.mark.parametrize("ablation", ["use_text", "use_kg", "use_source"])
+def test_collaborative_channel_weight_is_chosen_on_validation(lmkg, small_scenario):
+    from engine.models.lmkg import CF_WEIGHTS
+    assert lmkg.cf_ is not None and lmkg.cf_.shape == (small_scenario.n_items, small_scenario.n_target)
+    assert all(float(w) in CF_WEIGHTS for w in lmkg.cf_weights_)  # one weight for warm, one for cold users
+    # the channel really enters the score: a different weight gives different scores
+    batch = small_scenario.batch(small_scenario.test, np.arange(8), max_history=20)
+    with torch.no_grad():
+        before = lmkg.score(batch)
+        saved, lmkg.cf_weights_ = lmkg.cf_weights_, lmkg.cf_weights_ + 1.0
+        after = lmkg.score(batch)
+        lmkg.cf_weights_ = saved
+    assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize("ablation", ["use_text", "use_kg", "use_source", "use_cf"])
 def test_ablations_train(ablation, small_scenario):
     model = MODELS["lmkg"](**{**SMALL, "epochs": 2, ablation: False}).fit(small_scenario)
     summary = evaluate.evaluate(model, small_scenario).summary
@@ -61,3 +75,20 @@ def test_long_histories_keep_their_most_recent_items(lmkg, small_scenario):
     with torch.no_grad():
         assert torch.allclose(lmkg.score(scenarios.Batch(torch.tensor([0]), short)),
                               lmkg.score(scenarios.Batch(torch.tensor([0]), alone)), atol=1e-6)
+
+
+def test_cold_start_windows_pair_source_history_with_the_users_own_target_items(small_scenario):
+    from engine.models.lmkg import _with_one_of, cold_start_windows
+    sc = small_scenario
+    prefixes, targets = cold_start_windows(sc, 20)
+    assert len(prefixes) == len(targets) > 0
+    windows = _with_one_of(prefixes, targets, np.random.default_rng(0))
+    train = sc.train
+    for window, own in zip(windows, targets):
+        items = window[window >= 0]
+        assert (items[:-1] >= sc.n_target).all()  # source items only before the last position...
+        assert items[-1] in own and items[-1] < sc.n_target  # ...then one of this user's training target items
+    cold = np.unique(sc.test.user[sc.test.segment == "cold"])
+    seen = set(train.loc[train["domain"] == 0, "item"])
+    assert all(set(t) <= seen for t in targets)  # nothing held out: cold users have no target training items
+    assert not np.isin(cold, train.loc[train["domain"] == 0, "user"]).any()

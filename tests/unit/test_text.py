@@ -28,13 +28,13 @@ def test_item_texts_composition():
         "item_id": ["a", "b", "c"], "domain": ["x", "x", "y"],
         "title": ["Red  pen", "Blue ink", "Plain"],
         "description": ["Writes well.", "", None],
-        "categories": ["office > writing > pens", "office > ink|art > paint", ""],
+        "categories": ["office > writing > pens", "office > ink|office > art > paint", ""],
         "brand": ["acme", None, " "],
     })
     texts = text.item_texts(items)
-    assert texts == [
-        "Red pen. Writes well. categories: office > writing > pens. brand: acme",
-        "Blue ink. categories: office > ink, art > paint",
+    assert texts == [  # "office", shared by every path of domain x, says nothing about its items
+        "Red pen. Writes well. categories: writing > pens. brand: acme",
+        "Blue ink. categories: ink, art > paint",
         "Plain",
     ]
     assert text.item_texts(items) == texts  # deterministic

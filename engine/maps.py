@@ -1,0 +1,187 @@
+"""Embedding maps of a run: how the domains sit in the model's learned space, and where its users are.
+
+Written into the run folder:
+- map_items.parquet: item_id, domain, title, category, brand, x, y. A 2-D UMAP projection (cosine) of the item
+  vectors of every domain the model embeds; `category` is the first level of the item's category path below the
+  leading levels (almost) every item of its domain shares (the domain's root says nothing a colour by domain
+  doesn't).
+- map_users.parquet: user_id, segment (warm / cold), x, y. The test users' target-domain vectors, projected in the
+  same UMAP fit as the items, so users sit among the items they would be recommended.
+- neighbours.parquet: item_id, domain, rank, neighbour_id, neighbour_domain, similarity. Each item's 10 nearest
+  neighbours in the model's own full-dimensional space (cosine).
+- map_summary.json: the alignment figure (the mean share of an item's 10 nearest neighbours that come from another
+  domain, in the full space: 0 = the domains lie apart; about the expected mixed share = fully mixed), that
+  expected share, and per-domain figures.
+Both maps are capped at max_points by a seeded sample; neighbours and alignment use every item.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from . import api, kg
+from .errors import CrossLensError
+from .store import Store, write_json, write_parquet
+
+K = 10
+MAX_POINTS = 30000
+FILES = ("map_items.parquet", "map_users.parquet", "neighbours.parquet", "map_summary.json")
+
+
+def supported(model) -> bool:
+    return model.item_vectors() is not None
+
+
+def compute_maps(run_id: str, workspace=None, max_points: int = MAX_POINTS, seed: int = 0) -> dict:
+    """(Re)compute the maps of a finished run from its stored weights; returns the summary."""
+    if max_points < 2:
+        raise CrossLensError(f"max points must be at least 2, got {max_points}.")
+    record, sc, model = api.load(run_id, workspace)
+    if not supported(model):
+        raise CrossLensError(f"run {run_id} is a '{record['model']}' model, which learns no item vectors, so there "
+                             f"is no embedding space to map; map an lmkg, bpr, cmf or emcdr run.")
+    return write_maps(Store(workspace).run_dir(run_id), sc, model, max_points, seed)
+
+
+def write_maps(folder, sc, model, max_points: int = MAX_POINTS, seed: int = 0) -> dict:
+    """Compute the maps of a fitted model on its scenario and write them into `folder` (each file atomically)."""
+    started = time.perf_counter()
+    with torch.no_grad():
+        items = F.normalize(model.item_vectors().float().cpu(), dim=-1)
+        users = user_vectors(model, sc)
+    vector_seconds = time.perf_counter() - started
+    table = item_table(sc, len(items))
+    domains = table["domain"].to_numpy()
+
+    index, similarity = nearest(items, K)
+    neighbours = pd.DataFrame({
+        "item_id": np.repeat(table["item_id"].to_numpy(), K), "domain": np.repeat(domains, K),
+        "rank": np.tile(np.arange(1, K + 1), len(items)), "neighbour_id": table["item_id"].to_numpy()[index.ravel()],
+        "neighbour_domain": domains[index.ravel()], "similarity": similarity.ravel()})
+    alignment = cross_domain_share(index, domains)
+    neighbour_seconds = time.perf_counter() - started - vector_seconds
+
+    rng = np.random.default_rng(seed)
+    item_rows = _sample(rng, len(items), max_points)
+    cases = sc.test
+    user_rows = _sample(rng, len(cases), max_points) if users is not None else np.zeros(0, np.int64)
+    points = [items[item_rows]] + ([users[user_rows]] if users is not None else [])
+    xy = project(torch.cat(points).numpy(), seed)
+    mapped = table.iloc[item_rows].reset_index(drop=True).assign(x=xy[: len(item_rows), 0], y=xy[: len(item_rows), 1])
+    user_map = pd.DataFrame({"user_id": sc.users[cases.user[user_rows]].astype(str),
+                             "segment": cases.segment[user_rows].astype(str),
+                             "x": xy[len(item_rows):, 0], "y": xy[len(item_rows):, 1]})
+
+    write_parquet(mapped, folder / "map_items.parquet")
+    write_parquet(user_map, folder / "map_users.parquet")
+    write_parquet(neighbours, folder / "neighbours.parquet")
+    summary = {"k": K, **alignment, "items": len(items), "items_mapped": len(item_rows),
+               "users": 0 if users is None else len(users), "users_mapped": len(user_rows),
+               "metric": "cosine", "seed": seed, "max_points": max_points,
+               "seconds": {"vectors": round(vector_seconds, 3), "neighbours": round(neighbour_seconds, 3),
+                           "umap": round(time.perf_counter() - started - vector_seconds - neighbour_seconds, 3)}}
+    write_json(summary, folder / "map_summary.json")
+    return summary
+
+
+def item_table(sc, n: int) -> pd.DataFrame:
+    """item_id, domain, title, category, brand of the first n global items."""
+    items = sc.items.iloc[:n].reset_index(drop=True)
+    table = pd.DataFrame({"item_id": items["item_id"].astype(str), "domain": items["domain"].astype(str),
+                          "title": items["title"].astype(str)})
+    table["category"] = _category(items)
+    table["brand"] = items["brand"].astype(str) if "brand" in items.columns else ""
+    return table
+
+
+def _category(items: pd.DataFrame) -> pd.Series:
+    """The first level of each item's category path below the leading levels its domain's items share."""
+    columns = kg.attribute_columns(items)
+    named = [c for c in columns if "categor" in c.lower()]
+    hierarchical = [c for c in columns if items[c].astype(str).str.contains(">").any()]
+    column = (named or hierarchical or [None])[0]
+    if column is None:
+        return pd.Series("", index=items.index)
+    paths = items[column].astype(str).str.split("|").str[0].str.split(r"\s*>\s*", regex=True)
+    out = pd.Series("", index=items.index)
+    for _, group in paths.groupby(items["domain"]):
+        shared = _shared_depth(group.tolist())
+        out[group.index] = [p[shared] if len(p) > shared else (p[-1] if p else "") for p in group]
+    return out.str.strip()
+
+
+def _shared_depth(paths: list[list[str]], dominant: float = 0.9) -> int:
+    """How many leading levels (almost) every path shares: one value for at least `dominant` of the paths that go
+    deeper (a few stray paths in real catalogues must not keep the root as everyone's category)."""
+    depth = 0
+    while True:
+        deeper = [p[depth] for p in paths if len(p) > depth + 1]
+        if not deeper or pd.Series(deeper).value_counts().iloc[0] < dominant * len(deeper):
+            return depth
+        depth += 1
+
+
+def user_vectors(model, sc) -> torch.Tensor | None:
+    """Normalised target-domain vectors of the test cases' users: from each case's history for models that
+    score from it (lmkg), from the user factors for factor models; None for models without either."""
+    cases = sc.test
+    if len(cases) == 0:
+        return None
+    out = []
+    for lo in range(0, len(cases), 1024):
+        batch = sc.batch(cases, np.arange(lo, min(lo + 1024, len(cases)))).to(model.device)
+        if model.uses_history and hasattr(model, "user_vectors"):
+            vectors = model.user_vectors(batch)
+        elif hasattr(model, "user_vectors"):  # emcdr: own factor for warm users, mapped source factor for cold
+            vectors = model.user_vectors(batch.users)
+        elif hasattr(getattr(model, "module_", None), "users"):  # bpr, cmf
+            vectors = model.module_.users(batch.users)
+        else:
+            return None
+        out.append(vectors.float().cpu())
+    return F.normalize(torch.cat(out), dim=-1)
+
+
+def nearest(vectors: torch.Tensor, k: int = K, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k nearest other rows by cosine (rows must be normalised): (n, k) indices and similarities."""
+    k = min(k, len(vectors) - 1)
+    index = np.zeros((len(vectors), k), np.int64)
+    similarity = np.zeros((len(vectors), k), np.float32)
+    for lo in range(0, len(vectors), chunk):
+        sims = vectors[lo:lo + chunk] @ vectors.T
+        rows = torch.arange(len(sims))
+        sims[rows, rows + lo] = -torch.inf  # not its own neighbour
+        top = sims.topk(k, dim=1)
+        index[lo:lo + chunk], similarity[lo:lo + chunk] = top.indices.numpy(), top.values.numpy()
+    return index, similarity
+
+
+def cross_domain_share(index: np.ndarray, domains: np.ndarray) -> dict:
+    """The mean share of each item's neighbours (index: (n, k)) from another domain, and what it would be if the
+    domains were fully mixed (each neighbour drawn at random from the other items); overall and per domain."""
+    domains = np.asarray(domains)
+    n = len(domains)
+    names, codes, sizes = np.unique(domains, return_inverse=True, return_counts=True)
+    other = (codes[index] != codes[:, None]).mean(1) if index.shape[1] else np.zeros(n)
+    mixed = (n - sizes[codes]) / max(n - 1, 1)
+    return {"alignment": float(other.mean()), "expected_mixed": float(mixed.mean()),
+            "per_domain": {str(d): {"items": int(sizes[i]), "alignment": float(other[codes == i].mean()),
+                                    "expected_mixed": float(mixed[codes == i].mean())} for i, d in enumerate(names)}}
+
+
+def project(points: np.ndarray, seed: int) -> np.ndarray:
+    """(n, 2) UMAP coordinates of the rows (cosine, seeded: the same run gives the same map)."""
+    if len(points) < 4:  # too few for a neighbour graph: nothing to lay out
+        return np.zeros((len(points), 2), np.float32)
+    import umap  # slow to import and compiled on first use: only when a map is made
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(points) - 1), metric="cosine",
+                        random_state=seed, n_jobs=1, init="spectral" if len(points) > 50 else "random")
+    return reducer.fit_transform(points).astype(np.float32)
+
+
+def _sample(rng, n: int, cap: int) -> np.ndarray:
+    return np.arange(n) if n <= cap else np.sort(rng.choice(n, cap, replace=False))

@@ -1,0 +1,114 @@
+"""External peers: RecBole 1.2.1 models trained on exactly our scenario and stored as normal runs.
+
+RecBole 1.2.1 only works with old numpy/scipy, so it lives in its own venv (.venv-recbole, `make peers-venv`) and
+runs as a subprocess (peers/recbole_runner.py) on the scenario's exported target domain. Its top-20 lists come back
+as external item ids and are scored here by our own metric code, on the warm test cases only: a peer sees the target
+domain alone, so it cannot serve cold users. The run then pairs with ours in `compare` on those warm cases.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from collections import deque
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from . import api, evaluate, export
+from . import scenario as scenarios
+from .errors import CrossLensError
+from .store import Store, write_parquet
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_PYTHON = ROOT / ".venv-recbole" / "bin" / "python"
+RUNNER = ROOT / "peers" / "recbole_runner.py"
+PEERS = {"sasrec": "SASRec", "lightgcn": "LightGCN"}  # our name -> RecBole's
+LABEL = "RecBole 1.2.1"
+SEGMENTS = ("all", "warm")
+
+
+def run_peer(source: str, target: str, model: str, seed: int = 0, workspace=None, settings: dict | None = None,
+             progress=None) -> dict:
+    """Train a RecBole peer on the scenario train() would build for (source, target, seed), score it on the warm
+    test cases with our metrics and store it as run `recbole-<model>`; returns the run record."""
+    name = model.lower().removeprefix("recbole-")
+    if name not in PEERS:
+        raise CrossLensError(f"unknown peer '{model}'; choose one of: {', '.join(PEERS)}.")
+    if not PEER_PYTHON.exists():
+        raise CrossLensError(f"the RecBole venv {PEER_PYTHON.parent.parent} is missing; peers run in their own venv "
+                             f"because RecBole 1.2.1 needs old numpy and scipy. Create it with `make peers-venv`.")
+    store = Store(workspace)
+    sc = scenarios.build(store, api.scenario_spec(store, source, target, seed))
+    with tempfile.TemporaryDirectory(prefix="crosslens-peer-") as tmp:
+        folder = export.export_recbole(sc, tmp)
+        result, log = _run_runner(folder, PEERS[name], seed, settings or {}, Path(tmp), progress)
+
+    started = time.time()
+    rows = np.flatnonzero(sc.test.segment == "warm")
+    if result["cases"] != rows.tolist():
+        raise RuntimeError("the RecBole runner answered other cases than were exported")
+    cases = sc.test.subset(rows)
+    top = _target_indices(sc, cases, result["top"])
+    ev = evaluate.evaluate_top(sc, cases, top)
+    summary = {segment: ev.summary[segment] for segment in SEGMENTS}
+    eval_seconds = result["rank_seconds"] + time.time() - started
+
+    info = ("best_epoch", "valid_ndcg@10_per_epoch", "best_valid_ndcg@10", "rank_seconds", "train_interactions",
+            "users", "items", "unknown_users", "empty_histories", "unknown_history_items", "device", "torch")
+    config = {"params": result["settings"], "peer": LABEL, "recbole_model": result["model"],
+              **{k: result[k] for k in info}}
+    run = store.new_run(sc.spec, f"recbole-{name}", config)
+    run_dir = store.run_dir(run["id"])
+    try:
+        write_parquet(ev.per_case, run_dir / "per_user.parquet")
+        (run_dir / "peer.log").write_text(log)
+        return store.finish_run(run["id"], summary, result["train_seconds"], eval_seconds)
+    except BaseException as err:
+        store.fail_run(run["id"], "failed", f"{type(err).__name__}: {err}")
+        raise
+
+
+def _run_runner(folder: Path, model: str, seed: int, settings: dict, tmp: Path, progress) -> tuple[dict, str]:
+    """Run the RecBole runner, passing its per-epoch lines to `progress`; returns its result and its log."""
+    out, log_path = tmp / "result.json", tmp / "runner.log"
+    command = [str(PEER_PYTHON), str(RUNNER), str(folder), "--model", model, "--seed", str(seed), "--out", str(out),
+               "--settings", json.dumps(settings)]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, cwd=tmp)
+        try:
+            for line in proc.stdout:
+                try:
+                    epoch = json.loads(line)
+                except ValueError:
+                    continue  # not a progress line
+                if progress:
+                    progress({"epoch": epoch["epoch"], "valid ndcg@10": epoch["valid_ndcg@10"]},
+                             epoch["epoch"] / epoch["epochs"])
+            proc.wait()
+        except BaseException:  # cancelled: stop the runner too
+            proc.kill()
+            proc.wait()
+            raise
+    text = log_path.read_text(errors="replace")
+    if proc.returncode != 0:
+        tail = "".join(deque(text.splitlines(keepends=True), maxlen=15))
+        raise CrossLensError(f"the RecBole runner ({model}) failed with exit code {proc.returncode}; "
+                             f"the end of its log:\n{tail}")
+    return json.loads(out.read_text()), text
+
+
+def _target_indices(sc: scenarios.Scenario, cases: scenarios.Cases, top_ids: list[list[str]]) -> np.ndarray:
+    """External ids -> target item indices, as a (cases, TOP) array. A list shorter than TOP (RecBole cannot score
+    items it never saw in training) is filled with the remaining unmasked items in index order: ranked last."""
+    index = {item: i for i, item in enumerate(sc.items["item_id"].astype(str).iloc[: sc.n_target])}
+    top = np.empty((len(cases), evaluate.TOP), dtype=np.int64)
+    for row, ids in enumerate(top_ids):
+        listed = [index[i] for i in ids[: evaluate.TOP]]
+        if len(listed) < evaluate.TOP:
+            taken = set(listed) | set(cases.exclude[row].tolist())
+            listed += islice((i for i in range(sc.n_target) if i not in taken), evaluate.TOP - len(listed))
+        top[row] = listed
+    return top
