@@ -96,18 +96,19 @@ def run(export_dir: Path, model_name: str, seed: int, overrides: dict) -> dict:
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
     valid_scores = []  # (epoch, valid NDCG@10), one per validation
+    best = {}  # the best epoch's weights, kept in memory: no checkpoint file to unpickle
 
     def report(epoch, score):
         valid_scores.append((epoch + 1, float(score)))
+        if not best or score > best["score"]:
+            best.update(score=score, state={k: v.detach().clone() for k, v in model.state_dict().items()})
         print(json.dumps({"epoch": epoch + 1, "epochs": config["epochs"], "valid_ndcg@10": score}), flush=True)
 
     started = time.time()
-    best_score, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=report)
+    best_score, _ = trainer.fit(train_data, valid_data, saved=False, show_progress=False, callback_fn=report)
     train_seconds = time.time() - started
-    # Best epoch's weights. The checkpoint is this run's own file, so a full (non weights-only) load is safe; RecBole
-    # 1.2.1's own loader fails under torch >= 2.6, whose torch.load defaults to weights_only=True.
-    checkpoint = torch.load(trainer.saved_model_file, map_location=config["device"], weights_only=False)
-    model.load_state_dict(checkpoint["state_dict"])
+    if best:
+        model.load_state_dict(best["state"])
     model.eval()
     if hasattr(model, "restore_user_e"):  # LightGCN caches propagated embeddings; recompute them from these weights
         model.restore_user_e = model.restore_item_e = None
