@@ -266,18 +266,11 @@ class LMKG(Recommender):
         history (cold). The CF row is scaled so that weight w adds w network standard deviations at its best item:
         ranking by network + w * cf is ranking by the standardised network score + w * cf / max(cf), in fewer
         passes over the (batch, n_target) matrix, which dominate scoring time."""
-        net = self.net_
-        if not self.params["use_source"]:
-            history = _left_align(torch.where(history < self.n_target_, history, torch.full_like(history, -1)))
+        history = self._visible(history)
         if self.target_items_ is None:
             self.prepare()
-        recent = _most_recent(history, self.params["max_history"])
-        lengths = (recent >= 0).sum(1)
-        users = torch.empty(len(recent), self.params["dim"], device=recent.device)
-        for rows in torch.argsort(lengths).split(256):  # similar lengths together, each chunk cut to its longest
-            users[rows] = net.user_vectors(recent[rows, : max(int(lengths[rows].max()), 1)], 0)
-        users = F.normalize(users, dim=-1)
-        network = torch.addmm(net.bias.weight[: self.n_target_, 0], users, self.target_items_.T,
+        users = F.normalize(self._user_rows(history), dim=-1)
+        network = torch.addmm(self.net_.bias.weight[: self.n_target_, 0], users, self.target_items_.T,
                               alpha=1 / self.params["temperature"])
         cold = ~((history >= 0) & (history < self.n_target_)).any(1)
         if self.cf_ is None:
@@ -395,11 +388,11 @@ class LMKG(Recommender):
         return _left_align(torch.where(history < self.n_target_, history, torch.full_like(history, -1)))
 
     def _user_rows(self, history):
-        """Unnormalised target-domain user vectors, as _channels computes them."""
+        """Unnormalised target-domain user vectors from the (visible) histories."""
         recent = _most_recent(history, self.params["max_history"])
         lengths = (recent >= 0).sum(1)
         users = torch.empty(len(recent), self.params["dim"], device=recent.device)
-        for rows in torch.argsort(lengths).split(256):
+        for rows in torch.argsort(lengths).split(256):  # similar lengths together, each chunk cut to its longest
             users[rows] = self.net_.user_vectors(recent[rows, : max(int(lengths[rows].max()), 1)], 0)
         return users
 
