@@ -34,17 +34,28 @@ def rank(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sample
         model.prepare()
         for lo in range(0, len(cases), batch_size):
             rows = np.arange(lo, min(lo + batch_size, len(cases)))
-            scores = model.score(scenario.batch(cases, rows).to(model.device)).float().cpu().contiguous()
-            exclude = cases.exclude.padded(rows)
-            relevant = cases.relevant.padded(rows)
-            r, c = np.nonzero(exclude >= 0)
-            scores[r, exclude[r, c]] = -torch.inf
+            scores = mask_known(model.score(scenario.batch(cases, rows).to(model.device)), cases, rows)
             if sampled:
-                scores = _keep_sampled(scores, relevant, sampled, rng)
-            top = scores.topk(TOP, dim=1).indices.numpy()
+                scores = _keep_sampled(scores, cases.relevant.padded(rows), sampled, rng)
+            top, hit = top_and_hits(scores, cases, rows)
             tops.append(top)
-            hits.append((top[:, :, None] == relevant[:, None, :]).any(2))
+            hits.append(hit)
     return np.concatenate(tops), np.concatenate(hits)
+
+
+def mask_known(scores: torch.Tensor, cases: Cases, rows: np.ndarray) -> torch.Tensor:
+    """The scores (on the CPU, float) with each case's known target items at -inf: they are never recommended."""
+    scores = scores.float().cpu().contiguous()
+    exclude = cases.exclude.padded(rows)
+    r, c = np.nonzero(exclude >= 0)
+    scores[r, exclude[r, c]] = -torch.inf
+    return scores
+
+
+def top_and_hits(scores: torch.Tensor, cases: Cases, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-TOP target items of each row and whether each is relevant for the row's case."""
+    top = scores.topk(TOP, dim=1).indices.numpy()
+    return top, (top[:, :, None] == cases.relevant.padded(rows)[:, None, :]).any(2)
 
 
 def _keep_sampled(scores: torch.Tensor, relevant: np.ndarray, n: int, rng) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import kg, metrics, text
-from ..evaluate import TOP
+from ..evaluate import mask_known, top_and_hits
 from ..train import fit_module
 from . import itemknn
 from .base import Recommender
@@ -290,13 +290,8 @@ class LMKG(Recommender):
             for lo in range(0, len(cases), 1024):
                 rows = np.arange(lo, min(lo + 1024, len(cases)))
                 network, cf, _ = self._channels(scenario.batch(cases, rows).history.to(self.device))
-                exclude, relevant = cases.exclude.padded(rows), cases.relevant.padded(rows)
-                r, c = np.nonzero(exclude >= 0)
                 for j, weight in enumerate(CF_WEIGHTS):
-                    scores = torch.add(network, cf, alpha=weight).float().cpu()
-                    scores[r, exclude[r, c]] = -torch.inf
-                    top = scores.topk(TOP, dim=1).indices.numpy()
-                    hits = (top[:, :, None] == relevant[:, None, :]).any(2)
+                    _, hits = top_and_hits(mask_known(torch.add(network, cf, alpha=weight), cases, rows), cases, rows)
                     totals[j] += metrics.ranking_metrics(hits, cases.relevant.lengths[rows], ks=(10,))["ndcg@10"].sum()
         self.target_items_ = None
         best = int(np.argmax(totals))
