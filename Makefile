@@ -17,7 +17,8 @@ $(STAMP): requirements.txt
 setup: $(STAMP)
 	$(PY) -m engine setup
 
-run: setup
+run: $(STAMP)
+	$(PY) -m engine setup --background
 	$(PY) -m streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT)
 
 test: $(STAMP)

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from . import api
+from . import api, jobs
 from .models import MODELS
 
 HEADLINE = ("ndcg@10", "hr@10", "mrr@10", "coverage@10")
@@ -51,7 +51,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--sampled", type=int, metavar="N", help="rank against N random negatives instead of all items")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model setting, e.g. --set dim=32")
     s.add_argument("--no-maps", action="store_true", help="skip the embedding maps (`map RUN_ID` adds them later)")
+    s.add_argument("--background", action="store_true", help="run as a background job; print its id and return")
+    s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs in the job's own process
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("jobs", parents=[common], help="list background jobs with their progress")
+    s.set_defaults(func=cmd_jobs)
+
+    s = sub.add_parser("cancel", parents=[common], help="cancel a background job")
+    s.add_argument("job_id")
+    s.set_defaults(func=cmd_cancel)
 
     s = sub.add_parser("runs", parents=[common], help="list runs")
     s.set_defaults(func=cmd_runs)
@@ -87,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_peer)
 
     s = sub.add_parser("setup", parents=[common], help="ingest the shipped dataset and train the default runs")
+    s.add_argument("--background", action="store_true", help="train the default runs as background jobs")
     s.set_defaults(func=cmd_setup)
 
     s = sub.add_parser("bench", parents=[common], help="train and evaluate models, write docs/benchmarks.md")
@@ -129,6 +139,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("run_id")
     s.add_argument("--max-points", type=int, default=30000)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs in the job's own process
     s.set_defaults(func=cmd_map)
     return p
 
@@ -185,14 +196,22 @@ def cmd_datasets(args):
 
 
 def cmd_train(args):
-    bar = ProgressBar(args.model)
-    try:
-        record = api.train([s.strip() for s in args.source.split(",") if s.strip()], args.target, args.model,
-                           seed=args.seed, cold_fraction=args.cold_fraction, epochs=args.epochs,
-                           settings=api.parse_settings(args.set), sampled=args.sampled, workspace=args.workspace,
-                           progress=bar, maps=not args.no_maps)
-    finally:
-        bar.close()
+    source = [s.strip() for s in args.source.split(",") if s.strip()]
+    settings = api.parse_settings(args.set)
+    if args.background:
+        job = jobs.start_training(source, args.target, args.model, args.seed, args.cold_fraction, args.epochs,
+                                  settings, maps=not args.no_maps, workspace=args.workspace)
+        return emit(args, job, f"job {job['id']} started; `python -m engine jobs` shows its progress")
+    with jobs.reporting(args.job, args.workspace) as reporter:
+        bar = reporter or ProgressBar(args.model)
+        try:
+            record = api.train(source, args.target, args.model, seed=args.seed, cold_fraction=args.cold_fraction,
+                               epochs=args.epochs, settings=settings, sampled=args.sampled,
+                               workspace=args.workspace, progress=bar, maps=not args.no_maps,
+                               on_run=reporter and reporter.attach)
+        finally:
+            if not reporter:
+                bar.close()
     if not record:  # a helper rank under torchrun: rank 0 reports
         return
     emit(args, record, f"run {record['id']} ({record['model']}, train {record['train_seconds']:.1f} s, "
@@ -254,9 +273,24 @@ def cmd_peer(args):
                        f"eval {record['eval_seconds']:.2f} s)\n" + metrics_table(record["metrics"]))
 
 
+def cmd_jobs(args):
+    rows = jobs.jobs(args.workspace)
+    emit(args, rows, table([[j["id"], j["status"], f"{100 * j['progress']:.0f}%", j["spec"].get("model", ""),
+                             f"{','.join(j['spec'].get('source', []))} -> {j['spec'].get('target', '')}",
+                             j["run_id"] or "", j["message"] or ""] for j in rows],
+                           ["job", "status", "progress", "model", "scenario", "run", "message"]))
+
+
+def cmd_cancel(args):
+    job = jobs.cancel_job(args.job_id, args.workspace)
+    emit(args, job, f"job {job['id']}: {job['status']}")
+
+
 def cmd_setup(args):
-    api.setup(args.workspace, progress_factory=ProgressBar, log=lambda m: print(m, file=sys.stderr))
-    cmd_runs(args)
+    api.setup(args.workspace, progress_factory=ProgressBar, log=lambda m: print(m, file=sys.stderr),
+              background=args.background)
+    if not args.background:
+        cmd_runs(args)
 
 
 def cmd_bench(args):
@@ -339,7 +373,12 @@ def _sci(value) -> str:
 
 
 def cmd_map(args):
-    summary = api.compute_maps(args.run_id, workspace=args.workspace, max_points=args.max_points, seed=args.seed)
+    with jobs.reporting(args.job, args.workspace) as reporter:
+        if reporter:
+            reporter.attach(args.run_id)
+            reporter({"stage": "embedding maps"}, 0.0)
+        summary = api.compute_maps(args.run_id, workspace=args.workspace, max_points=args.max_points,
+                                   seed=args.seed)
     emit(args, summary, f"maps of run {args.run_id}: {summary['items_mapped']} of {summary['items']} items, "
                         f"{summary['users_mapped']} users; alignment (share of an item's {summary['k']} nearest "
                         f"neighbours from another domain) {summary['alignment']:.4f}, fully mixed would be "

@@ -16,12 +16,15 @@ from . import data, evaluate, metrics
 from . import scenario as scenarios
 from .errors import CrossLensError
 from .models import MODELS
-from .store import Store, write_parquet
+from .profile import dataset_profile, runs_using, shared_users  # noqa: F401  (read-only views for analysts)
+from .jobs import (cancel_job, curves as job_curves, job, jobs, log_tail as job_log,  # noqa: F401
+                   start_maps, start_training)
+from .store import JOB_ACTIVE, Store, write_parquet
 from .train import init_distributed
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_DATASET = ASSETS / "data" / "amazon-arts-office"
-DEFAULT_RUNS = [("arts", "office", "pop"), ("arts", "office", "itemknn"), ("arts", "office", "emcdr")]
+DEFAULT_RUNS = [("arts", "office", "pop"), ("arts", "office", "itemknn"), ("arts", "office", "lmkg")]
 
 
 # ---- datasets ---------------------------------------------------------------------------------------------------
@@ -44,6 +47,7 @@ def datasets(workspace=None) -> list[dict]:
 
 
 def delete_dataset(name: str, workspace=None) -> None:
+    """Remove a dataset. Its runs stay (their metrics remain comparable) but can no longer be loaded."""
     store = Store(workspace)
     store.delete_dataset(_dataset(store, name)["name"])
 
@@ -106,9 +110,10 @@ def scenario_spec(store: Store, source: list[str] | str, target: str, seed: int 
 
 def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_fraction: float = 0.2,
           epochs: int | None = None, settings: dict | None = None, sampled: int | None = None,
-          workspace=None, progress=None, maps: bool = True) -> dict:
+          workspace=None, progress=None, maps: bool = True, on_run=None) -> dict:
     """Build the scenario, fit, evaluate on the test cases and store the run; returns the run record. With maps,
-    a model that learns item vectors also gets its embedding maps (engine.maps) once the run is stored."""
+    a model that learns item vectors also gets its embedding maps (engine.maps) once the run is stored.
+    `on_run(run_id)` is called as soon as the run is registered (a background job links itself to it)."""
     store = Store(workspace)
     spec = scenario_spec(store, source, target, seed, cold_fraction)
     settings = dict(settings or {})
@@ -122,6 +127,8 @@ def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_
         return {}
     config = {"params": recommender.params, "sampled": sampled, "device": str(recommender.device), "processes": world}
     run = store.new_run(spec, model, config)
+    if on_run:
+        on_run(run["id"])
     try:
         started = time.time()
         recommender.fit(sc, progress=progress)
@@ -203,6 +210,51 @@ def runs(workspace=None) -> list[dict]:
     return Store(workspace).runs()
 
 
+def runs_table(workspace=None) -> pd.DataFrame:
+    """One row per run: its scenario, status, times and every metric as "<segment> <metric>" columns."""
+    rows, store = [], Store(workspace)
+    for r in runs(workspace):
+        sc = r["scenario"]
+        row = {"run": r["id"], "model": r["model"], "variant": variant(r), "source": ",".join(sc["source"]),
+               "target": sc["target"],
+               "seed": sc["seed"], "cold fraction": sc["cold_fraction"], "scenario": r["scenario_id"],
+               "status": r["status"], "created": pd.to_datetime(r["created"], unit="s"),
+               "train s": r["train_seconds"], "eval s": r["eval_seconds"], "error": r["error"],
+               "maps": (store.run_dir(r["id"]) / "map_summary.json").exists()}
+        for segment, values in (r["metrics"] or {}).items():
+            row.update({f"{segment} {m}": v for m, v in values.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_users(run_id: str, segment: str | None = None, workspace=None) -> list[str]:
+    """Ids of a finished run's test users (of one segment: warm or cold), from its stored per-user metrics: the
+    users whose recommendations can be checked against a held-out item, without loading the model."""
+    record = run(run_id, workspace)
+    path = Store(workspace).run_dir(record["id"]) / "per_user.parquet"
+    if not path.exists():
+        raise CrossLensError(f"run {run_id} is {record['status']}; it has no test users on record.")
+    cases = pd.read_parquet(path, columns=["user_id", "segment"])
+    if segment:
+        cases = cases[cases["segment"] == segment]
+    return cases["user_id"].astype(str).tolist()
+
+
+def variant(record: dict) -> str:
+    """The model name plus the settings a run changed from the model's defaults (not its seed), e.g.
+    "lmkg (use_source=False)": runs of one variant differ only by seed, so their spread is seed noise."""
+    defaults = getattr(MODELS.get(record["model"]), "defaults", {})
+    changed = [f"{k}={v}" for k, v in (record["config"].get("params") or {}).items()
+               if k in defaults and k != "seed" and v != defaults[k]]
+    return f"{record['model']} ({', '.join(changed)})" if changed else record["model"]
+
+
+def run_curves(run_id: str, workspace=None) -> pd.DataFrame:
+    """A finished run's training curves (epoch, loss, valid ndcg@10 per stage); empty for closed-form models."""
+    path = Store(workspace).run_dir(run(run_id, workspace)["id"]) / "curves.parquet"
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
 def run(run_id: str, workspace=None) -> dict:
     record = Store(workspace).run(run_id)
     if record is None:
@@ -246,37 +298,50 @@ def export_run(run_id: str, out, fmt: str = "recbole", workspace=None) -> Path:
 
 
 def recommend(run_id: str, user: str, k: int = 10, workspace=None) -> dict:
-    """Top-k target items for a user, as the run's model sees them.
+    """Top-k target items for a user, as the run's model sees them (see LoadedRun.recommend)."""
+    return LoadedRun(run_id, workspace).recommend(user, k)
+
+
+class LoadedRun:
+    """A finished run's model on its scenario, loaded once, for any number of recommendations and explanations.
 
     A user with a test case is scored from that case's history (so held-out hits can be shown); any other user
     from their whole training history. Their known target items are never recommended.
     """
-    record, sc, model = load(run_id, workspace)
-    u = sc.user_index(str(user))
-    if u is None:
-        raise CrossLensError(f"user '{user}' is not in the domains of run {run_id} "
-                             f"({', '.join(sc.domains)}); check the id.")
-    if not 1 <= k <= sc.n_target:
-        raise CrossLensError(f"k must be between 1 and {sc.n_target}, got {k}.")
-    cases = sc.test
-    rows = np.flatnonzero(cases.user == u)
-    if len(rows):
-        history, exclude, relevant = cases.history[rows[0]], cases.exclude[rows[0]], cases.relevant[rows[0]]
-        basis = f"test case ({cases.segment[rows[0]]})"
-    else:
-        mine = sc.train[sc.train["user"] == u]
-        history, relevant = mine["item"].to_numpy(), np.array([], dtype=np.int64)
-        exclude = np.unique(history[history < sc.n_target])
-        basis = "training history"
-    batch = scenarios.Batch(torch.tensor([u]), torch.as_tensor(history if len(history) else [-1])[None])
-    with torch.no_grad():
-        scores = model.score(batch.to(model.device)).float().cpu()[0].clone()
-    scores[torch.as_tensor(exclude, dtype=torch.long)] = -torch.inf
-    top = scores.topk(k)
-    items = sc.items.iloc[top.indices.numpy()]
-    recs = [{"item_id": i, "title": t, "score": float(s), "held_out": bool(j in set(relevant.tolist()))}
-            for i, t, s, j in zip(items["item_id"], items["title"], top.values.tolist(), top.indices.tolist())]
-    return {"run_id": run_id, "user": str(user), "basis": basis, "recommendations": recs}
+
+    def __init__(self, run_id: str, workspace=None):
+        self.record, self.sc, self.model = load(run_id, workspace)
+        self.id, self._explainer = run_id, None
+
+    def recommend(self, user: str, k: int = 10) -> dict:
+        sc = self.sc
+        case = sc.user_case(sc.user(user))
+        if not 1 <= k <= sc.n_target:
+            raise CrossLensError(f"k must be between 1 and {sc.n_target}, got {k}.")
+        history = case.history if len(case.history) else np.array([-1])
+        batch = scenarios.Batch(torch.tensor([case.user]), torch.as_tensor(history)[None])
+        with torch.no_grad():
+            scores = self.model.score(batch.to(self.model.device)).float().cpu()[0].clone()
+        scores[torch.as_tensor(case.exclude, dtype=torch.long)] = -torch.inf
+        top = scores.topk(k)
+        items = sc.items.iloc[top.indices.numpy()]
+        relevant = set(case.relevant.tolist())
+        recs = [{"item_id": i, "title": t, "domain": sc.target, "score": float(s), "held_out": j in relevant}
+                for i, t, s, j in zip(items["item_id"], items["title"], top.values.tolist(), top.indices.tolist())]
+        return {"run_id": self.id, "user": str(user), "basis": case.basis, "recommendations": recs}
+
+    def history(self, user: str) -> pd.DataFrame:
+        """The items the user's recommendations are scored from, oldest first: position, item_id, title, domain."""
+        case = self.sc.user_case(self.sc.user(user))
+        items = self.sc.items.iloc[case.history]
+        return pd.DataFrame({"position": np.arange(1, len(items) + 1), "item_id": items["item_id"].to_numpy(),
+                             "title": items["title"].to_numpy(), "domain": items["domain"].to_numpy()})
+
+    def explain(self, user: str, item: str, method: str = "both", **options) -> dict:
+        from . import explain as explanations
+        if self._explainer is None:
+            self._explainer = explanations.Explainer(self.sc, self.model, self.id)
+        return self._explainer.explain(user, item, method, **options)
 
 
 def compare(run_a: str, run_b: str, metric: str = "ndcg@10", workspace=None) -> dict:
@@ -328,14 +393,22 @@ def compute_maps(run_id: str, workspace=None, max_points: int = 30000, seed: int
     return maps.compute_maps(run_id, workspace, max_points, seed)
 
 # ---- the default workspace ------------------------------------------------------------------------------------------
-def setup(workspace=None, progress_factory=None, log=print) -> None:
-    """Ingest the shipped dataset if missing, and train the default runs if the workspace has none."""
+def setup(workspace=None, progress_factory=None, log=print, background: bool = False) -> None:
+    """Ingest the shipped dataset if missing, and train the default runs if the workspace has none (in the
+    background: as jobs the dashboard shows, unless some job is already at work)."""
     store = Store(workspace)
     for folder in sorted(DEFAULT_DATASET.iterdir()):
         if folder.is_dir() and store.dataset(folder.name) is None:
             log(f"ingesting the shipped '{folder.name}' domain ...")
             ingest(folder.name, folder / "interactions.parquet", folder / "items.parquet", workspace=workspace)
-    if not any(r["status"] == "done" for r in store.runs()):
+    if any(r["status"] == "done" for r in store.runs()):
+        return
+    if background:
+        if not any(j["status"] in JOB_ACTIVE for j in jobs(workspace)):
+            for source, target, model in DEFAULT_RUNS:
+                log(f"training {model} ({source} -> {target}) in the background: job "
+                    f"{start_training(source, target, model, workspace=workspace)['id']}")
+    else:
         for source, target, model in DEFAULT_RUNS:
             log(f"training {model} ({source} -> {target}) ...")
             progress = progress_factory(model) if progress_factory else None

@@ -28,6 +28,7 @@ with warnings.catch_warnings():  # shap's plotting colours use matplotlib calls 
 from . import api, kg
 from .errors import CrossLensError
 from .models import MODELS
+from .models.base import explainable
 from .scenario import Batch
 
 METHODS = ("shap", "lime", "both")
@@ -64,7 +65,7 @@ class Explainer:
     recommendations."""
 
     def __init__(self, scenario, model, run_id: str = ""):
-        if not (model.uses_history and hasattr(model, "score_perturbed")):
+        if not explainable(type(model)):
             raise CrossLensError(_cannot(model.name, run_id))
         self.sc, self.model, self.run_id = scenario, model, run_id
         with torch.no_grad():
@@ -76,7 +77,7 @@ class Explainer:
     def load(cls, run_id: str, workspace=None) -> "Explainer":
         """The explainer of a finished run (its model rebuilt from the stored weights)."""
         model_class = MODELS.get(api.run(run_id, workspace)["model"])  # not one for a peer: load() says why
-        if model_class is not None and not (model_class.uses_history and hasattr(model_class, "score_perturbed")):
+        if model_class is not None and not explainable(model_class):
             raise CrossLensError(_cannot(model_class.name, run_id))  # before the (slow) load
         _, sc, model = api.load(run_id, workspace)
         return cls(sc, model, run_id)
@@ -86,17 +87,9 @@ class Explainer:
         """The user's history (their test case's if they have one, as recommend() does, else their training
         history; at most the model's max_history most recent items) and the item's entities."""
         sc = self.sc
-        u = sc.user_index(str(user))
-        if u is None:
-            raise CrossLensError(f"user '{user}' is not in the domains of run {self.run_id} "
-                                 f"({', '.join(sc.domains)}); check the id.")
+        case = sc.user_case(sc.user(user))
         index = self.item_index(item)
-        rows = np.flatnonzero(sc.test.user == u)
-        if len(rows):
-            history, basis = sc.test.history[rows[0]], f"test case ({sc.test.segment[rows[0]]})"
-        else:
-            history, basis = sc.train.loc[sc.train["user"] == u, "item"].to_numpy(), "training history"
-        history = np.asarray(history, dtype=np.int64)
+        history = case.history
         if self.model.params.get("use_source") is False:  # lmkg without source items never sees them
             history = history[history < sc.n_target]
         cap = self.model.params.get("max_history")
@@ -110,7 +103,7 @@ class Explainer:
             value = entity.removeprefix(f"{relation}=")
             labels.append(f"{relation}: {value}")
             features.append({"kind": "entity", "relation": relation, "value": value})
-        return Pair(u, str(user), basis, history, index, labels, features)
+        return Pair(case.user, str(user), case.basis, history, index, labels, features)
 
     def item_index(self, item) -> int:
         index = self._target.get(str(item))

@@ -16,6 +16,7 @@ Both maps are capped at max_points by a seeded sample; neighbours and alignment 
 """
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -185,3 +186,49 @@ def project(points: np.ndarray, seed: int) -> np.ndarray:
 
 def _sample(rng, n: int, cap: int) -> np.ndarray:
     return np.arange(n) if n <= cap else np.sort(rng.choice(n, cap, replace=False))
+
+
+def read_maps(run_id: str, workspace=None) -> dict:
+    """A run's stored maps: items and users (DataFrames) and the summary; a readable error when it has none."""
+    record = api.run(run_id, workspace)
+    folder = Store(workspace).run_dir(record["id"])
+    if not all((folder / name).exists() for name in FILES):
+        raise CrossLensError(f"run {run_id} ({record['model']}) has no embedding maps: models without item vectors "
+                             f"(pop, itemknn) have none, and others get them when training ends; "
+                             f"`python -m engine map {run_id}` computes them.")
+    return {"items": pd.read_parquet(folder / "map_items.parquet"),
+            "users": pd.read_parquet(folder / "map_users.parquet"),
+            "summary": json.loads((folder / "map_summary.json").read_text())}
+
+
+def domain_neighbours(run_id: str, item_id: str, k: int = 5, workspace=None) -> pd.DataFrame:
+    """The k nearest items to `item_id` in each domain (cosine in the run's item space): domain, rank, item_id,
+    title, similarity. The stored neighbours are the nearest overall, which rarely include the other domain."""
+    record = api.run(run_id, workspace)
+    path = Store(workspace).run_dir(record["id"]) / "item_vectors.parquet"
+    if not path.exists():
+        raise CrossLensError(f"run {run_id} ({record['model']}) stores no item vectors.")
+    table = pd.read_parquet(path)
+    hit = np.flatnonzero(table["item_id"].astype(str).to_numpy() == str(item_id))
+    if not len(hit):
+        raise CrossLensError(f"item '{item_id}' is not in run {run_id}'s item space; pick an item from the map.")
+    vectors = F.normalize(torch.as_tensor(np.stack(table["vector"].to_numpy()), dtype=torch.float32), dim=-1)
+    similarity = (vectors @ vectors[hit[0]]).numpy()
+    similarity[hit[0]] = -np.inf
+    frames = []
+    for domain in table["domain"].unique():
+        rows = np.flatnonzero(table["domain"].to_numpy() == domain)
+        best = rows[np.argsort(-similarity[rows], kind="stable")[:k]]
+        frames.append(pd.DataFrame({"domain": domain, "rank": np.arange(1, len(best) + 1),
+                                    "item_id": table["item_id"].to_numpy()[best], "similarity": similarity[best]}))
+    near = pd.concat(frames, ignore_index=True)
+    return near.merge(_titles(Store(workspace), near["domain"].unique()), on=["domain", "item_id"], how="left")
+
+
+def _titles(store: Store, domains) -> pd.DataFrame:
+    frames = []
+    for domain in domains:
+        items = store.load_table(domain, "items") if store.dataset(domain) else None
+        if items is not None:
+            frames.append(items[["item_id", "title"]].assign(domain=domain))
+    return pd.concat(frames) if frames else pd.DataFrame(columns=["item_id", "title", "domain"])

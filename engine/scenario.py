@@ -23,6 +23,7 @@ import torch
 from scipy import sparse
 
 from . import kg
+from .errors import CrossLensError
 from .store import Store
 
 MIN_WARM_TARGET = 3
@@ -162,6 +163,35 @@ class Scenario:
     def user_index(self, user_id: str) -> int | None:
         hit = np.flatnonzero(self.users == user_id)
         return int(hit[0]) if len(hit) else None
+
+    def user(self, user_id) -> int:
+        """The index of a user the caller named; a readable error if they are not in this scenario."""
+        u = self.user_index(str(user_id))
+        if u is None:
+            raise CrossLensError(f"user '{user_id}' is not in this scenario's domains ({', '.join(self.domains)}); "
+                                 f"check the id.")
+        return u
+
+    def user_case(self, u: int) -> "UserCase":
+        """What user u is scored from outside evaluation: their test case if they have one (so a held-out hit can
+        be shown), else their whole training history, their known target items excluded."""
+        rows = np.flatnonzero(self.test.user == u)
+        if len(rows):
+            r = rows[0]
+            return UserCase(u, f"test case ({self.test.segment[r]})", np.asarray(self.test.history[r], np.int64),
+                            self.test.exclude[r], self.test.relevant[r])
+        history = self.train.loc[self.train["user"] == u, "item"].to_numpy().astype(np.int64)
+        return UserCase(u, "training history", history, np.unique(history[history < self.n_target]),
+                        np.zeros(0, np.int64))
+
+
+@dataclass
+class UserCase:
+    user: int
+    basis: str
+    history: np.ndarray   # global item indices, oldest first
+    exclude: np.ndarray   # target items never recommended (known to the user)
+    relevant: np.ndarray  # held-out target items (none outside a test case)
 
 
 def scenario_spec(source: list[str], target: str, seed: int = 0, cold_fraction: float = 0.2,

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, run_id TEXT, pid INTEGER, status TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0,
     message TEXT, updated REAL NOT NULL, log_path TEXT);
 """
+JOB_COLUMNS = {"spec": "TEXT NOT NULL DEFAULT '{}'", "created": "REAL", "finished": "REAL"}
+JOB_ACTIVE = ("starting", "running")
 
 
 def workspace_path(workspace: str | os.PathLike | None = None) -> Path:
@@ -62,8 +64,14 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "datasets").mkdir(exist_ok=True)
         (self.root / "runs").mkdir(exist_ok=True)
+        (self.root / "jobs").mkdir(exist_ok=True)
         with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # the dashboard reads while training processes write
             db.executescript(SCHEMA)
+            have = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
+            for column, declaration in JOB_COLUMNS.items():  # workspaces made before jobs carried these
+                if column not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
         self._sweep_orphans()
 
     @contextmanager
@@ -197,10 +205,49 @@ class Store:
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 
+    # ---- jobs -----------------------------------------------------------------------------------------------
+    def new_job(self, spec: dict) -> dict:
+        job_id = "j-" + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        (self.job_dir(job_id)).mkdir()
+        now = time.time()
+        with self._db() as db:
+            db.execute("INSERT INTO jobs (id, status, progress, message, updated, log_path, spec, created) "
+                       "VALUES (?,?,?,?,?,?,?,?)",
+                       (job_id, "starting", 0.0, "starting", now, f"jobs/{job_id}/log.txt", json.dumps(spec), now))
+        return self.job(job_id)
+
+    def update_job(self, job_id: str, only_if_active: bool = False, **fields) -> bool:
+        """Set some of run_id, pid, status, progress, message, finished; with only_if_active, only while the job
+        is starting or running (so a late report cannot undo a cancel). Returns whether the row changed."""
+        fields["updated"] = time.time()
+        sql = f"UPDATE jobs SET {', '.join(f'{k}=?' for k in fields)} WHERE id=?"
+        if only_if_active:
+            sql += f" AND status IN ({','.join('?' * len(JOB_ACTIVE))})"
+        with self._db() as db:
+            return db.execute(sql, (*fields.values(), job_id, *(JOB_ACTIVE if only_if_active else ()))).rowcount > 0
+
+    def job(self, job_id: str) -> dict | None:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job_record(row) if row else None
+
+    def jobs(self) -> list[dict]:
+        with self._db() as db:
+            return [_job_record(r) for r in db.execute("SELECT * FROM jobs ORDER BY created")]
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / "jobs" / job_id
+
 
 def _dataset_record(row: sqlite3.Row) -> dict:
     record = dict(row)
     record["info"] = json.loads(record["info"])
+    return record
+
+
+def _job_record(row: sqlite3.Row) -> dict:
+    record = dict(row)
+    record["spec"] = json.loads(record["spec"] or "{}")
     return record
 
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sqlite3
@@ -132,6 +133,7 @@ def resolve_encoder(name: str) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=8)
 def _fingerprint(folder: Path) -> str:
     """Content hash of a model folder (file names and bytes): a changed model never reuses old vectors."""
     h = hashlib.blake2b(digest_size=16)
@@ -142,6 +144,11 @@ def _fingerprint(folder: Path) -> str:
                 for block in iter(lambda: f.read(1 << 22), b""):
                     h.update(block)
     return h.hexdigest()
+
+
+def _key_prefix(name: str, path: Path) -> str:
+    """The start of every cache key of this model's vectors (the rest: sequence length and precision)."""
+    return f"{'minilm' if name == DEFAULT_ENCODER else path.name}-{_fingerprint(path)[:16]}|"
 
 
 def _cpu_count() -> int:
@@ -203,8 +210,7 @@ class TextEncoder:
             self.precision = "fp16" if fast else "fp32"
             if fast:
                 self.model.half()
-        label = "minilm" if name == DEFAULT_ENCODER else self.path.name
-        self.key = f"{label}-{self.fingerprint[:16]}|seq{self.max_seq_length}|{self.precision}"
+        self.key = f"{_key_prefix(name, self.path)}seq{self.max_seq_length}|{self.precision}"
         self.dim = int(self._forward(*self._pad([[self.pad_id] * 3])).shape[1])
 
     def __repr__(self):
@@ -487,6 +493,22 @@ class EmbeddingCache:
             db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
                            ((eid, h, v.tobytes()) for h, v in zip(hashes, vectors)))
 
+    def cached(self, key_prefix: str, texts: list[str]) -> tuple[np.ndarray, str] | None:
+        """(embeddings of `texts` as get_or_compute returns them, their key) when every text is cached under one
+        key starting with `key_prefix`, else None: a model trained earlier is rebuilt without loading the encoder."""
+        hashes = [text_hash(str(t)) for t in texts]
+        unique = list(dict.fromkeys(hashes))
+        with self._db() as db:
+            keys = db.execute("SELECT key, dim FROM encoders WHERE substr(key, 1, ?) = ? ORDER BY id DESC",
+                              (len(key_prefix), key_prefix)).fetchall()
+        for key, dim in keys:
+            found = self.lookup(key, dim, unique)
+            if len(found) == len(unique):
+                out = np.stack([found[h] for h in hashes]).astype(np.float32) if texts else np.zeros((0, dim),
+                                                                                                    np.float32)
+                return _normalise(out), key
+        return None
+
     def get_or_compute(self, encoder: TextEncoder, texts: list[str],
                        progress: Progress = None) -> tuple[np.ndarray, dict]:
         """Embeddings of `texts` in input order ((n, dim) float32, L2-normalised); computes only the misses."""
@@ -516,5 +538,11 @@ def embed_items(items: pd.DataFrame, workspace=None, encoder: str = DEFAULT_ENCO
                 progress: Progress = None) -> tuple[np.ndarray, dict]:
     """(n_items, dim) float32 embeddings of item_texts(items), through <workspace>/text_cache/."""
     root = workspace_path(workspace) / CACHE_FOLDER
+    cache, texts = EmbeddingCache(root), item_texts(items)
+    started = time.perf_counter()
+    hit = cache.cached(_key_prefix(encoder, resolve_encoder(encoder)), texts)
+    if hit is not None:  # loading the encoder costs seconds; all vectors are known already
+        return hit[0], {"hits": len(set(texts)), "misses": 0, "texts": len(texts),
+                        "seconds": time.perf_counter() - started, "key": hit[1]}
     text_encoder = get_encoder(encoder, artifact_dir=root / "models")
-    return EmbeddingCache(root).get_or_compute(text_encoder, item_texts(items), progress=progress)
+    return cache.get_or_compute(text_encoder, texts, progress=progress)

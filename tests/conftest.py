@@ -69,3 +69,20 @@ def domain_files(tmp_path, domains):
         items.to_csv(tmp_path / f"{name}_items.csv", index=False)
         paths[name] = (tmp_path / f"{name}_inter.csv", tmp_path / f"{name}_items.csv")
     return paths
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory, domains):
+    """A workspace with the generated domains and three finished runs on src -> tgt: lmkg (small, with its
+    embedding maps: the one UMAP call of the test process), itemknn and pop. Returns (folder, {model: run})."""
+    from engine import api
+    ws = tmp_path_factory.mktemp("trained-workspace")
+    for name, (inter, items) in domains.items():
+        inter.to_csv(ws.parent / f"{ws.name}-{name}_inter.csv", index=False)
+        items.to_csv(ws.parent / f"{ws.name}-{name}_items.csv", index=False)
+        api.ingest(name, ws.parent / f"{ws.name}-{name}_inter.csv", ws.parent / f"{ws.name}-{name}_items.csv",
+                   workspace=ws)
+    runs = {"lmkg": api.train("src", "tgt", "lmkg", epochs=1, settings={"dim": 16, "max_history": 20}, workspace=ws),
+            "itemknn": api.train("src", "tgt", "itemknn", workspace=ws),
+            "pop": api.train("src", "tgt", "pop", workspace=ws)}
+    return ws, runs

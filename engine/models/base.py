@@ -52,3 +52,14 @@ class Recommender:
     @classmethod
     def from_state(cls, params: dict, scenario: Scenario, tensors: dict[str, torch.Tensor]) -> "Recommender":
         return cls(**params).load_state(scenario, tensors)
+
+
+def explainable(model_class) -> bool:
+    """Whether a model's recommendations can be explained: it scores from the history and can re-score perturbed
+    inputs (engine.explain)."""
+    return model_class.uses_history and hasattr(model_class, "score_perturbed")
+
+
+def learns_vectors(model_class) -> bool:
+    """Whether a model's runs have an item space to map (engine.maps), known from the class alone."""
+    return model_class.item_vectors is not Recommender.item_vectors

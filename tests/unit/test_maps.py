@@ -38,12 +38,9 @@ def test_nearest_neighbours_are_by_cosine_and_never_the_item_itself():
     assert abs(similarity[0, 0] - float(vectors[0] @ vectors[1])) < 1e-6
 
 
-def test_a_trained_lmkg_run_gets_its_maps(tmp_path, domain_files):
-    ws = tmp_path / "ws"
-    for name, (inter, items) in domain_files.items():
-        api.ingest(name, inter, items, workspace=ws)
-    record = api.train("src", "tgt", "lmkg", epochs=1, settings={"dim": 16, "max_history": 20}, workspace=ws)
-    folder = Store(ws).run_dir(record["id"])
+def test_a_trained_lmkg_run_gets_its_maps(trained_workspace, tmp_path, domain_files):
+    ws, runs = trained_workspace
+    folder = Store(ws).run_dir(runs["lmkg"]["id"])
     items = pd.read_parquet(folder / "map_items.parquet")
     assert list(items.columns) == ["item_id", "domain", "title", "category", "brand", "x", "y"]
     assert len(items) == 120 and set(items["domain"]) == {"src", "tgt"}  # every item of both domains
@@ -61,9 +58,20 @@ def test_a_trained_lmkg_run_gets_its_maps(tmp_path, domain_files):
     assert 0 <= summary["alignment"] <= 1 and abs(summary["expected_mixed"] - 60 / 119) < 1e-9
     assert not list(folder.glob(".*.tmp"))  # atomic writes leave no temporary files
 
+    # the dashboard's reads: the maps as stored, and the nearest items of each domain in the run's space
+    stored = maps.read_maps(runs["lmkg"]["id"], ws)
+    assert len(stored["items"]) == 120 and stored["summary"]["k"] == 10
+    near = maps.domain_neighbours(runs["lmkg"]["id"], "tgt3", k=4, workspace=ws)
+    assert near.groupby("domain").size().to_dict() == {"src": 4, "tgt": 4}
+    assert "tgt3" not in set(near["item_id"]) and near["title"].notna().all()
+    assert near.groupby("domain")["similarity"].apply(lambda s: s.is_monotonic_decreasing).all()
+
     # switched off, a run gets none (the benchmark's choice)
-    quiet = api.train("src", "tgt", "bpr", epochs=1, workspace=ws, maps=False)
-    assert not any((Store(ws).run_dir(quiet["id"]) / f).exists() for f in maps.FILES)
+    quiet = tmp_path / "quiet"
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=quiet)
+    run = api.train("src", "tgt", "bpr", epochs=1, workspace=quiet, maps=False)
+    assert not any((Store(quiet).run_dir(run["id"]) / f).exists() for f in maps.FILES)
 
 
 def test_map_command_refuses_a_model_without_item_vectors(tmp_path, domain_files, capsys):

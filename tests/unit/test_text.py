@@ -95,9 +95,19 @@ def test_embed_items_uses_workspace_cache(tmp_path):
     assert vectors.shape == (3, 384) and stats["misses"] == 2
     np.testing.assert_array_equal(vectors[0], vectors[2])
     assert (tmp_path / "text_cache" / text.EmbeddingCache.FILE).is_file()
-    again, stats = text.embed_items(items, tmp_path)
-    assert stats["hits"] == 2 and stats["misses"] == 0
+    first_key = stats["key"]
+    loaded = dict(text._ENCODERS)
+    text._ENCODERS.clear()  # as in a new process: a run rebuilt from the cache must not load the encoder
+    try:
+        again, stats = text.embed_items(items, tmp_path)
+        assert not text._ENCODERS
+    finally:
+        text._ENCODERS.update(loaded)
+    assert stats["hits"] == 2 and stats["misses"] == 0 and stats["key"] == first_key
     np.testing.assert_array_equal(vectors, again)
+    more = pd.concat([items, items.iloc[:1].assign(item_id="s", title="stapler")], ignore_index=True)
+    _, stats = text.embed_items(more, tmp_path)  # one new text: the encoder computes just that one
+    assert stats["misses"] == 1 and stats["hits"] == 2
 
 
 def test_unknown_encoder_folder(tmp_path):

@@ -1,0 +1,148 @@
+"""What every page shares: the workspace it reads, cached reads through engine.api, readable errors, chart style.
+
+Pages hold no ML logic: everything they show comes from engine.api. Reads are cached (`st.cache_data`, keyed by
+the workspace and by dataset versions or run ids, which never change meaning) so pages answer fast; the list
+reads expire after a couple of seconds so new runs and jobs appear by themselves.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from engine import api
+from engine.models import MODELS
+from engine.models.base import explainable, learns_vectors
+from engine.store import workspace_path
+
+SEGMENTS = ("warm", "cold", "all")
+SEGMENT_COLOURS = {"warm": "#1f6feb", "cold": "#e8590c", "all": "#7048e8"}
+PALETTE = ["#1f6feb", "#e8590c", "#2f9e44", "#7048e8", "#c2255c", "#0c8599", "#f08c00", "#5c940d", "#862e9c",
+           "#364fc7", "#a61e4d", "#495057"]
+HISTORY_MODELS = [m for m, cls in MODELS.items() if explainable(cls)]  # their recommendations can be explained
+VECTOR_MODELS = [m for m, cls in MODELS.items() if learns_vectors(cls)]  # their runs get embedding maps
+
+
+def workspace() -> str:
+    return str(workspace_path().resolve())
+
+
+def header(title: str, caption: str) -> None:
+    st.title(title)
+    st.caption(caption)
+
+
+@contextmanager
+def readable_errors(doing: str):
+    """Show a failure inside the block as a message on the page: the engine's own words for bad input, the
+    error's name and text for anything else; never a traceback."""
+    try:
+        yield
+    except (ValueError, KeyError, FileNotFoundError) as err:  # CrossLensError and DatasetError are ValueErrors
+        st.error(err.args[0] if isinstance(err, KeyError) and err.args else str(err))
+    except Exception as err:  # noqa: BLE001  (Streamlit's rerun/stop signals are BaseExceptions and pass through)
+        st.error(f"{doing} failed: {type(err).__name__}: {err}")
+
+
+def style(fig: go.Figure, x: str | None = None, y: str | None = None, height: int = 380) -> go.Figure:
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=10, r=10, t=50, b=10),
+                      font=dict(size=13), title_font_size=15)
+    if x is not None:
+        fig.update_xaxes(title_text=x)
+    if y is not None:
+        fig.update_yaxes(title_text=y)
+    return fig
+
+
+def direction(source: str, target: str) -> str:
+    return f"{source.replace(',', ' + ')} → {target}"
+
+
+def run_label(row) -> str:
+    return f"{row.get('variant', row['model'])} · {direction(row['source'], row['target'])} · seed {row['seed']} · {row['run']}"
+
+
+def pick_run(runs: pd.DataFrame, label: str = "Run", where=st, key: str | None = None) -> str:
+    """A selectbox over runs (in the table's order); returns the chosen run's id."""
+    labels = {run_label(r): r["run"] for _, r in runs.iterrows()}
+    return labels[where.selectbox(label, list(labels), key=key)]
+
+
+# ---- cached reads ---------------------------------------------------------------------------------------------
+@st.cache_data(ttl=2, show_spinner=False)
+def datasets(ws: str) -> list[dict]:
+    return api.datasets(ws)
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def runs(ws: str) -> pd.DataFrame:
+    return api.runs_table(ws)
+
+
+def done_runs(ws: str, models=None) -> pd.DataFrame:
+    """Finished runs (of some models): those at their model's default settings first, newest first."""
+    table = runs(ws)
+    if table.empty:
+        return table
+    table = table[(table["status"] == "done") & (table["model"].isin(models) if models else True)]
+    return table.assign(changed=table["variant"] != table["model"]).sort_values(
+        ["changed", "created"], ascending=[True, False]).drop(columns="changed")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def profile(ws: str, name: str, version: str) -> dict:
+    return api.dataset_profile(name, ws)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def shared_users(ws: str, versions: tuple) -> pd.DataFrame:
+    return api.shared_users(ws)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def run_curves(ws: str, run_id: str) -> pd.DataFrame:
+    return api.run_curves(run_id, ws)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def compare(ws: str, run_a: str, run_b: str, metric: str) -> dict:
+    return api.compare(run_a, run_b, metric, ws)
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the embedding maps ...")
+def maps(ws: str, run_id: str) -> dict:
+    from engine import maps as embedding_maps
+    return embedding_maps.read_maps(run_id, ws)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def neighbours(ws: str, run_id: str, item_id: str) -> pd.DataFrame:
+    from engine import maps as embedding_maps
+    return embedding_maps.domain_neighbours(run_id, item_id, workspace=ws)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def test_users(ws: str, run_id: str, segment: str | None) -> list[str]:
+    return api.test_users(run_id, segment, ws)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the run's model ...")
+def loaded(ws: str, run_id: str) -> api.LoadedRun:
+    return api.LoadedRun(run_id, ws)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def recommendations(ws: str, run_id: str, user: str, k: int) -> dict:
+    return loaded(ws, run_id).recommend(user, k)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def history(ws: str, run_id: str, user: str) -> pd.DataFrame:
+    return loaded(ws, run_id).history(user)
+
+
+@st.cache_data(max_entries=128, show_spinner="Explaining: SHAP and LIME re-score the model on perturbed inputs ...")
+def explanation(ws: str, run_id: str, user: str, item: str) -> dict:
+    return loaded(ws, run_id).explain(user, item, "both")

@@ -1,0 +1,94 @@
+"""Compare: the runs table (filter, sort, CSV), metrics per segment with the spread over seeds, metric@K curves,
+and the paired significance test of any run against a reference run on the same scenario."""
+import plotly.express as px
+import streamlit as st
+
+from dashboard import layout
+
+ws = layout.workspace()
+layout.header("Compare runs", "Full ranking over the target domain's items; warm users have target history, cold "
+                              "users are scored from their source-domain history alone.")
+
+with layout.readable_errors("Comparing the runs"):
+    runs = layout.done_runs(ws)
+    if runs.empty:
+        st.info("No finished runs yet: launch one on the **Train** page.")
+        st.stop()
+    # Runs are comparable when they split the same way: same domains and cold-start fraction (seeds vary).
+    runs = runs.assign(direction=[f"{layout.direction(s, t)} · cold {c:g}"
+                                  for s, t, c in zip(runs["source"], runs["target"], runs["cold fraction"])])
+
+    left, mid, right = st.columns([2, 3, 2])
+    directions = sorted(runs["direction"].unique())
+    chosen = left.selectbox("Scenario (source → target · cold-start fraction)", directions)
+    view = runs[runs["direction"] == chosen]
+    variants = sorted(view["variant"].unique())
+    plain = [v for v in variants if "(" not in v]  # models at their default settings; variants on request
+    models = mid.multiselect("Models (and variants with changed settings)", variants, default=plain or variants)
+    view = view[view["variant"].isin(models)].drop(columns=["model"]).rename(columns={"variant": "model"})
+    metric_columns = [c for c in view.columns if c.split(" ")[0] in layout.SEGMENTS and "@" in c]
+    families = sorted({c.split(" ")[1].split("@")[0] for c in metric_columns})
+    metrics = sorted({c.split(" ", 1)[1] for c in metric_columns},
+                     key=lambda m: (m.split("@")[0], int(m.split("@")[1])))
+    metric = right.selectbox("Metric", metrics, index=metrics.index("ndcg@10") if "ndcg@10" in metrics else 0)
+    if view.empty:
+        st.info("Choose at least one model.")
+        st.stop()
+
+    # Grouped bars: the mean over seeds per model and segment, with the seeds' standard deviation.
+    long = view.melt(id_vars=["model", "seed"], value_vars=[f"{s} {metric}" for s in layout.SEGMENTS
+                                                            if f"{s} {metric}" in view], var_name="segment")
+    long["segment"] = long["segment"].str.split().str[0]
+    bars = long.dropna().groupby(["model", "segment"], as_index=False).agg(
+        mean=("value", "mean"), std=("value", "std"), seeds=("seed", "nunique"))
+    fig = px.bar(bars, x="model", y="mean", color="segment", barmode="group", error_y=bars["std"].fillna(0),
+                 hover_data={"seeds": True, "std": ":.4f", "mean": ":.4f"}, color_discrete_map=layout.SEGMENT_COLOURS,
+                 category_orders={"segment": list(layout.SEGMENTS)},
+                 title=f"{metric} per segment (mean over seeds; error bars: std over seeds)")
+    st.plotly_chart(layout.style(fig, "model", f"{metric} (0–1)"), width="stretch")
+
+    left, right = st.columns(2)
+    family = left.selectbox("Metric@K curve", families, index=families.index(metric.split("@")[0]))
+    segment = right.segmented_control("Segment", list(layout.SEGMENTS), default="warm", key="curve-segment")
+    segment = segment or "warm"
+    ks = sorted({int(c.split("@")[1]) for c in metric_columns if c.startswith(f"{segment} {family}@")})
+    curve = view.melt(id_vars=["model"], value_vars=[f"{segment} {family}@{k}" for k in ks], var_name="K")
+    curve["K"] = curve["K"].str.split("@").str[1].astype(int)
+    curve = curve.dropna().groupby(["model", "K"], as_index=False)["value"].mean()
+    fig = px.line(curve, x="K", y="value", color="model", markers=True,
+                  color_discrete_sequence=layout.PALETTE, title=f"{family}@K, {segment} users (mean over seeds)")
+    fig.update_xaxes(tickvals=ks)
+    st.plotly_chart(layout.style(fig, "K (length of the recommendation list)", f"{family}@K"),
+                    width="stretch")
+
+    st.subheader("Runs")
+    shown = ["run", "model", "seed", "cold fraction", *[f"{s} {metric}" for s in layout.SEGMENTS if f"{s} {metric}"
+                                                        in view], "all coverage@10", "train s", "eval s"]
+    sort = st.selectbox("Sort by", shown[4:], index=0)
+    table = view.sort_values(sort, ascending=False)
+    st.dataframe(table[[c for c in shown if c in table]], hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in shown[4:-2]}
+                 | {"train s": st.column_config.NumberColumn("train (s)", format="%.1f"),
+                    "eval s": st.column_config.NumberColumn("eval (s)", format="%.2f")})
+    st.download_button("Download all metrics (CSV)", table.drop(columns=["error"]).to_csv(index=False),
+                       file_name="crosslens-runs-" + "".join(c if c.isalnum() else "-" for c in chosen) + ".csv",
+                       mime="text/csv", icon=":material/download:")
+
+    st.subheader("Paired significance")
+    st.caption("Wilcoxon signed-rank test on the per-user values of two runs of the same scenario (same users, "
+               "same held-out items).")
+    left, right = st.columns(2)
+    a = layout.pick_run(view, "Run", left, key="run-a")
+    scenario = view.loc[view["run"] == a, "scenario"].iloc[0]
+    same = view[(view["scenario"] == scenario) & (view["run"] != a)]
+    if same.empty:
+        right.info("No other run on exactly this scenario (same seed and cold fraction) to test against.")
+    else:
+        b = layout.pick_run(same, "Reference run", right, key="run-b")
+        result = layout.compare(ws, a, b, metric)
+        rows = [{"segment": seg, "users": r["n"], f"{metric} run": r["mean_a"], f"{metric} reference": r["mean_b"],
+                 "ratio": r["mean_a"] / r["mean_b"] if r["mean_b"] else None, "p-value": r["p_value"],
+                 "significant (p < 0.05)": "yes" if r["p_value"] < 0.05 else "no"}
+                for seg, r in result["segments"].items()]
+        st.dataframe(rows, hide_index=True, width="stretch",
+                     column_config={"p-value": st.column_config.NumberColumn(format="%.2e")})

@@ -1,0 +1,239 @@
+"""Background jobs: a training run in its own OS process, tracked in the registry.
+
+`start_training` checks the request, writes a job row and launches `python -m engine train ... --job ID` in a
+new session (process group), its output going to the job's log. That process reports through `Reporter`: the
+job row (stage, progress) at most once a second and every epoch's loss and validation figure as a line of
+`curves.jsonl`; it marks the job done, failed or cancelled itself. Readers (the dashboard, `python -m engine
+jobs`) only read, so a browser reload or a server restart loses nothing. A job whose process is gone while its
+row still says it is running (killed, machine rebooted) is marked failed on the next look, and so is its run.
+`cancel_job` terminates the process group; SIGTERM becomes KeyboardInterrupt inside, so the run is marked
+cancelled by the code that started it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import CrossLensError
+from .store import JOB_ACTIVE, Store
+
+REPO = Path(__file__).resolve().parent.parent
+REPORT_EVERY = 1.0  # seconds between progress writes (epoch ends are always written)
+
+
+def start_training(source, target: str, model: str, seed: int = 0, cold_fraction: float = 0.2,
+                   epochs: int | None = None, settings: dict | None = None, maps: bool = True,
+                   workspace=None) -> dict:
+    """Launch a training run as a background process; returns the job record. A request that cannot work
+    (unknown domain or model, bad setting) raises here, before any process or job exists."""
+    from . import api
+    store = Store(workspace)
+    source = [source] if isinstance(source, str) else list(source)
+    settings = dict(settings or {})
+    api.scenario_spec(store, source, target, seed, cold_fraction)
+    api.make_model(model, {**settings, **({"epochs": epochs} if epochs else {})}, seed)
+    spec = {"kind": "train", "source": source, "target": target, "model": model, "seed": seed,
+            "cold_fraction": cold_fraction, "epochs": epochs, "settings": settings}
+    args = ["train", "--source", ",".join(source), "--target", target, "--model", model, "--seed", str(seed),
+            "--cold-fraction", str(cold_fraction)]
+    args += ["--epochs", str(epochs)] if epochs else []
+    # The CLI reads settings as numbers or text: a switch travels as 0/1, as `--set use_text=0` would.
+    args += [a for k, v in settings.items() for a in ("--set", f"{k}={int(v) if isinstance(v, bool) else v}")]
+    args += [] if maps else ["--no-maps"]
+    return _launch(store, spec, args)
+
+
+def start_maps(run_id: str, workspace=None) -> dict:
+    """Compute a finished run's embedding maps in a background process; returns the job record."""
+    from . import api
+    from .models import MODELS
+    from .models.base import learns_vectors
+    store = Store(workspace)
+    record = api.run(run_id, workspace)
+    if record["status"] != "done" or record["model"] not in MODELS or not learns_vectors(MODELS[record["model"]]):
+        raise CrossLensError(f"run {run_id} is a {record['status']} '{record['model']}' run; maps are made of the "
+                             f"item vectors of a finished lmkg, bpr, cmf or emcdr run.")
+    spec = {"kind": "map", "run": run_id, "model": record["model"], "source": record["scenario"]["source"],
+            "target": record["scenario"]["target"], "seed": record["scenario"]["seed"]}
+    return _launch(store, spec, ["map", run_id])
+
+
+def _launch(store: Store, spec: dict, args: list[str]) -> dict:
+    """Register the job and start `python -m engine ARGS --job ID` in its own session, output to its log."""
+    job = store.new_job(spec)
+    argv = [sys.executable, "-m", "engine", *args, "--workspace", str(store.root.resolve()), "--job", job["id"]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "PYTHONUNBUFFERED": "1"}
+    with open(store.root / job["log_path"], "ab") as log:
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    store.update_job(job["id"], pid=process.pid)
+    # Reap the child when it ends, so it does not linger as a zombie that still looks alive.
+    threading.Thread(target=process.wait, daemon=True).start()
+    return store.job(job["id"])
+
+
+def jobs(workspace=None) -> list[dict]:
+    """Every job, newest last; a job whose process has died without reporting is marked failed first."""
+    store = Store(workspace)
+    for job in store.jobs():
+        if job["status"] in JOB_ACTIVE and not _alive(job):
+            _mark_dead(store, job)
+    return store.jobs()
+
+
+def job(job_id: str, workspace=None) -> dict:
+    record = next((j for j in jobs(workspace) if j["id"] == job_id), None)
+    if record is None:
+        raise CrossLensError(f"no job '{job_id}' in this workspace; `python -m engine jobs` lists them.")
+    return record
+
+
+def cancel_job(job_id: str, workspace=None, wait: float = 10.0) -> dict:
+    """Stop a running job: SIGTERM to its process group, SIGKILL if it has not ended after `wait` seconds."""
+    store = Store(workspace)
+    record = job(job_id, workspace)
+    if record["status"] not in JOB_ACTIVE:
+        return record
+    if record["pid"]:
+        _signal(record["pid"], signal.SIGTERM)
+        deadline = time.time() + wait
+        while _alive(record) and time.time() < deadline:
+            time.sleep(0.1)
+        if _alive(record):
+            _signal(record["pid"], signal.SIGKILL)
+    store.update_job(job_id, only_if_active=True, status="cancelled", message="cancelled by the user",
+                     finished=time.time())
+    _settle_run(store, store.job(job_id), "cancelled", "cancelled by the user")
+    return store.job(job_id)
+
+
+def curves(job_id: str, workspace=None) -> pd.DataFrame:
+    """The job's epochs so far: stage, epoch, loss, valid_ndcg@10, seconds (a line still being written is skipped)."""
+    path = Store(workspace).job_dir(job_id) / "curves.jsonl"
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["stage", "epoch", "loss", "valid_ndcg@10", "seconds"])
+
+
+def log_tail(job_id: str, workspace=None, lines: int = 30) -> str:
+    store = Store(workspace)
+    path = store.job_dir(job_id) / "log.txt"
+    if not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, 2) - 64_000))
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def reporting(job_id: str | None, workspace=None):
+    """Inside a job's process (a CLI command given --job): yields its Reporter (None without a job) and records
+    how the block ended: done, cancelled (KeyboardInterrupt, which SIGTERM becomes) or failed."""
+    if not job_id:
+        yield None
+        return
+    reporter = Reporter(job_id, workspace)
+    try:
+        yield reporter
+    except KeyboardInterrupt:
+        reporter.end("cancelled", "cancelled by the user")
+        raise
+    except BaseException as err:
+        reporter.end("failed", str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}")
+        raise
+    reporter.end("done", "done")
+
+
+class Reporter:
+    """Inside the job's process: the `progress` callback of api.train, writing to the registry and curves."""
+
+    def __init__(self, job_id: str, workspace=None):
+        self.store, self.id = Store(workspace), job_id
+        if self.store.job(job_id) is None:
+            raise CrossLensError(f"no job '{job_id}' in workspace {self.store.root}.")
+        self.curves = self.store.job_dir(job_id) / "curves.jsonl"
+        self.last = 0.0
+        # A cancel arrives as SIGTERM: raise KeyboardInterrupt where the work is, which marks the run cancelled.
+        signal.signal(signal.SIGTERM, _interrupt)
+        self.store.update_job(job_id, only_if_active=True, status="running", pid=os.getpid(), message="starting")
+
+    def attach(self, run_id: str) -> None:
+        self.store.update_job(self.id, run_id=run_id)
+
+    def __call__(self, info: dict, fraction: float) -> None:
+        epoch = "epoch" in info
+        if epoch:
+            with open(self.curves, "a") as f:
+                f.write(json.dumps(info) + "\n")
+            print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()),
+                  flush=True)
+        if epoch or time.time() - self.last >= REPORT_EVERY:
+            self.last = time.time()
+            stage = info.get("stage", "")
+            detail = f"epoch {info['epoch']}" if epoch else info.get("texts", "")
+            self.store.update_job(self.id, only_if_active=True, progress=float(min(max(fraction, 0.0), 1.0)),
+                                  message=" · ".join(filter(None, [stage, detail])))
+
+    def end(self, status: str, message: str) -> None:
+        self.store.update_job(self.id, only_if_active=True, status=status, message=message, finished=time.time(),
+                              **({"progress": 1.0} if status == "done" else {}))
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _alive(job: dict) -> bool:
+    """Whether the job's process still runs (and is that job's, not a recycled pid)."""
+    pid = job["pid"]
+    if not pid:  # between the row and the launch: young jobs are given a moment
+        return time.time() - (job["created"] or 0) < 30
+    proc = Path(f"/proc/{pid}")
+    if proc.parent.exists():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            return state not in ("Z", "X") and job["id"] in (proc / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def _mark_dead(store: Store, job: dict) -> None:
+    tail = log_tail(job["id"], store.root, lines=1)
+    message = "the training process ended without reporting" + (f": {tail}" if tail else "")
+    if store.update_job(job["id"], only_if_active=True, status="failed", message=message, finished=time.time()):
+        _settle_run(store, store.job(job["id"]), "failed", message)
+
+
+def _settle_run(store: Store, job: dict, status: str, message: str) -> None:
+    """A run left 'running' by a job that ended is marked like the job."""
+    run = store.run(job["run_id"]) if job["run_id"] else None
+    if run and run["status"] == "running":
+        store.fail_run(run["id"], status, message)
+
+
+def _signal(pid: int, sig) -> None:
+    try:
+        os.killpg(pid, sig)  # the job leads its own session, so its group id is its pid
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,108 @@
+"""Every dashboard page through Streamlit's AppTest: empty and populated workspaces, the upload flow, launching a
+job. The pages read a real workspace through engine.api (nothing mocked)."""
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine import api
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+PAGES = ["overview", "datasets", "train", "compare", "embeddings", "explain"]
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    if page != "overview":
+        at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def shown(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("info", "error", "warning", "success", "markdown", "caption")
+                     for e in getattr(at, kind))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_workspace_with_guidance(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    at = open_page(page)
+    assert not at.exception and not at.error
+    assert at.title[0].value and at.info, f"{page} shows no guidance on an empty workspace"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_a_populated_workspace(page, trained_workspace, monkeypatch):
+    ws, runs = trained_workspace
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(ws))
+    at = open_page(page)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    charts = at.get("plotly_chart")
+    if page == "overview":
+        latest = at.dataframe[0].value
+        assert {r["id"] for r in runs.values()} <= set(latest["run"])
+        lmkg = latest[latest["run"] == runs["lmkg"]["id"]].iloc[0]
+        assert lmkg["warm ndcg@10"] == pytest.approx(runs["lmkg"]["metrics"]["warm"]["ndcg@10"])
+        assert len(charts) == 1
+    elif page == "datasets":
+        assert [m.value for m in at.metric][:2] == ["240", "60"]  # users and items of 'src'
+        assert at.dataframe[0].value.columns.tolist()[:2] == ["user_id", "item_id"]
+        assert len(charts) == 2  # attribute coverage, shared users
+    elif page == "train":
+        assert "Launch training" in [b.label for b in at.button]
+        assert at.selectbox[0].value == "tgt" and at.multiselect[0].value == ["src"]
+    elif page == "compare":
+        assert len(charts) == 2 and "Paired significance" in [h.value for h in at.subheader]
+    elif page == "embeddings":
+        assert len(charts) == 2 and at.metric[2].value == "120 / 120"  # items and users maps
+    elif page == "explain":
+        assert len(charts) == 2  # SHAP and LIME
+        assert at.metric[0].label == "Model score" and "Deletion check" in [m.label for m in at.metric]
+    assert "Traceback" not in shown(at)
+
+
+def upload(at: AppTest, name: str, files: dict) -> AppTest:
+    at.text_input[0].input(name)
+    for label, (filename, content) in files.items():
+        next(u for u in at.get("file_uploader") if u.label.startswith(label)).set_value(
+            (filename, content, "text/csv"))
+    next(b for b in at.button if b.label == "Validate and store").click()
+    return at.run()
+
+
+def test_upload_stores_a_valid_domain_and_refuses_an_invalid_one_with_a_problem_table(tmp_path, monkeypatch,
+                                                                                      domain_files):
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    at = open_page("datasets")
+    bad = upload(at, "broken", {"Interactions": ("../../etc/interactions.csv", b"user_id,product\nu1,a\n")})
+    assert not bad.exception
+    assert any("Nothing was stored" in e.value for e in bad.error)
+    problems = bad.dataframe[0].value
+    assert problems.iloc[0]["file"] == "interactions.csv"  # the uploaded name, without its folders
+    assert problems.iloc[0]["column"] == "item_id" and "not found" in problems.iloc[0]["problem"]
+    assert api.datasets(tmp_path) == []
+
+    inter, items = domain_files["src"]
+    good = upload(open_page("datasets"), "books", {"Interactions": ("inter.csv", inter.read_bytes()),
+                                                   "Items": ("items.csv", items.read_bytes())})
+    assert not good.exception and not good.error
+    assert any("Stored 'books'" in s.value for s in good.success)
+    assert [d["name"] for d in api.datasets(tmp_path)] == ["books"]
+
+
+def test_launching_from_the_train_page_creates_a_job_in_the_registry(tmp_path, monkeypatch, domain_files):
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    at = open_page("train")
+    at.selectbox[1].select("pop")  # the model
+    next(b for b in at.button if b.label == "Launch training").click()
+    at.run()
+    assert not at.exception and any("Started job" in s.value for s in at.success)
+    jobs = api.jobs(tmp_path)
+    assert len(jobs) == 1 and jobs[0]["spec"]["model"] == "pop" and jobs[0]["spec"]["source"] == ["src"]
+    deadline = time.time() + 120
+    while api.job(jobs[0]["id"], tmp_path)["status"] in ("starting", "running") and time.time() < deadline:
+        time.sleep(0.3)
+    assert api.job(jobs[0]["id"], tmp_path)["status"] == "done"

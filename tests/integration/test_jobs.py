@@ -1,0 +1,97 @@
+"""Background training jobs: real processes, tracked in the registry, cancellable, and never left 'running'."""
+import os
+import signal
+import time
+
+import pytest
+
+from engine import api
+from engine.errors import CrossLensError
+from engine.store import Store
+
+
+@pytest.fixture
+def ws(tmp_path, domain_files):
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    return tmp_path
+
+
+def wait(ws, job_id, until, limit=180):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        job = api.job(job_id, ws)
+        if until(job):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not get there in {limit} s: {api.job(job_id, ws)}\n"
+                         f"{api.job_log(job_id, ws)}")
+
+
+def test_a_job_trains_in_its_own_process_and_reports_its_run_curves_and_log(ws):
+    job = api.start_training("src", "tgt", "bpr", epochs=2, settings={"dim": 8}, maps=False, workspace=ws)
+    assert job["status"] == "starting" and job["pid"] != os.getpid()
+    assert job["spec"] == {"kind": "train", "source": ["src"], "target": "tgt", "model": "bpr", "seed": 0,
+                           "cold_fraction": 0.2, "epochs": 2, "settings": {"dim": 8}}
+    done = wait(ws, job["id"], lambda j: j["status"] not in ("starting", "running"))
+    assert done["status"] == "done" and done["progress"] == 1.0, api.job_log(job["id"], ws)
+    run = api.run(done["run_id"], ws)
+    assert run["status"] == "done" and run["model"] == "bpr" and run["metrics"]["warm"]["ndcg@10"] > 0
+    assert run["config"]["params"]["dim"] == 8
+    curves = api.job_curves(job["id"], ws)
+    assert curves["epoch"].tolist() == [1, 2] and curves["loss"].notna().all()
+    assert "valid_ndcg@10" in api.job_log(job["id"], ws)
+
+
+def test_cancelling_stops_the_process_and_marks_job_and_run_cancelled(ws):
+    job = api.start_training("src", "tgt", "lmkg", epochs=500, settings={"patience": 500, "use_kg": False},
+                             maps=False, workspace=ws)
+    running = wait(ws, job["id"], lambda j: j["run_id"] is not None and j["status"] == "running")
+    assert not api.run(running["run_id"], ws)["config"]["params"]["use_kg"]  # a switch reaches the process
+    cancelled = api.cancel_job(job["id"], ws)
+    assert cancelled["status"] == "cancelled"
+    with pytest.raises(ProcessLookupError):
+        os.kill(running["pid"], 0)
+    assert api.run(running["run_id"], ws)["status"] == "cancelled"
+    assert api.cancel_job(job["id"], ws)["status"] == "cancelled"  # cancelling twice changes nothing
+
+
+def test_a_job_whose_process_died_is_marked_failed_with_its_run(ws):
+    job = api.start_training("src", "tgt", "lmkg", epochs=500, settings={"patience": 500}, maps=False,
+                             workspace=ws)
+    running = wait(ws, job["id"], lambda j: j["run_id"] is not None)
+    os.killpg(running["pid"], signal.SIGKILL)  # as a crash or a reboot would
+    failed = wait(ws, job["id"], lambda j: j["status"] != "running", limit=20)
+    assert failed["status"] == "failed" and "ended without reporting" in failed["message"]
+    assert api.run(running["run_id"], ws)["status"] == "failed"
+
+
+def test_a_request_that_cannot_work_is_refused_before_any_job_exists(ws):
+    with pytest.raises(CrossLensError, match="no dataset named 'books'"):
+        api.start_training("books", "tgt", "bpr", workspace=ws)
+    with pytest.raises(CrossLensError, match="has no setting"):
+        api.start_training("src", "tgt", "bpr", settings={"colour": 1}, workspace=ws)
+    assert api.jobs(ws) == [] and not any((Store(ws).root / "jobs").iterdir())
+
+
+def test_cli_background_train_jobs_and_cancel(ws, capsys):
+    from engine.__main__ import main
+    assert main(["train", "--source", "src", "--target", "tgt", "--model", "pop", "--background",
+                 "--workspace", str(ws)]) == 0
+    job_id = capsys.readouterr().out.split()[1]
+    wait(ws, job_id, lambda j: j["status"] == "done")
+    assert main(["jobs", "--workspace", str(ws)]) == 0
+    assert job_id in capsys.readouterr().out
+    assert main(["cancel", "nope", "--workspace", str(ws)]) == 2
+    assert "no job 'nope'" in capsys.readouterr().err
+
+
+def test_maps_of_a_finished_run_are_computed_by_a_job_and_refused_for_a_model_without_vectors(ws):
+    pop = api.train("src", "tgt", "pop", workspace=ws)
+    with pytest.raises(CrossLensError, match="maps are made of the item vectors"):
+        api.start_maps(pop["id"], ws)
+    bpr = api.train("src", "tgt", "bpr", epochs=1, maps=False, workspace=ws)
+    job = api.start_maps(bpr["id"], ws)
+    done = wait(ws, job["id"], lambda j: j["status"] not in ("starting", "running"))
+    assert done["status"] == "done" and done["run_id"] == bpr["id"], api.job_log(job["id"], ws)
+    assert api.runs_table(ws).set_index("run").loc[bpr["id"], "maps"]
