@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -200,7 +201,7 @@ class TextEncoder:
             raise ValueError(f"text encoder '{name}' at {self.path}: not a text model (its tokenizer gives "
                              f"{sorted(probe)}, without input_ids and attention_mask)")
 
-        self._session = None
+        self._session, self._lanes = None, []
         if self.device == "cpu":
             if fast:
                 self.precision = self._setup_onnx_int8(artifact_dir) or self._setup_torch_int8()
@@ -238,13 +239,17 @@ class TextEncoder:
                     tmp.write_bytes(model_bytes)
                     os.replace(tmp, target)
             options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
+            # One single-threaded session per core, each taking every n-th batch (encode): ~10% faster here than
+            # one session whose threads synchronise on every operator of a small batch.
+            options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
             # Busy-waiting threads lose badly when the cores are shared with other work.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.log_severity_level = 3
-            self._session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+            self._lanes = [ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+                           for _ in range(self.threads)]
+            self._session = self._lanes[0]
             # The traced graph must generalise over batch and sequence length: check it on a padded batch.
             texts = ["a short one", "a much longer text, with several more words in it than the other two",
                      "a middle sized text here"]
@@ -258,7 +263,7 @@ class TextEncoder:
         except Exception as e:  # any export or runtime problem: use torch's int8 path instead
             warnings.warn(f"text encoder {self.path.name}: ONNX int8 path unavailable ({e!s:.200}); "
                           "using torch dynamic int8 quantization", RuntimeWarning, stacklevel=3)
-            self._session = None
+            self._session, self._lanes = None, []
             return None
 
     def _export_int8(self) -> bytes:
@@ -323,8 +328,8 @@ class TextEncoder:
                 feeds[k] = np.zeros_like(ids)  # token_type_ids: one segment
         return feeds
 
-    def _run_onnx(self, ids, mask) -> np.ndarray:
-        return self._session.run(None, self._feeds(ids, mask))[0]
+    def _run_onnx(self, ids, mask, session=None) -> np.ndarray:
+        return (session or self._session).run(None, self._feeds(ids, mask))[0]
 
     def _run_torch(self, ids, mask) -> np.ndarray:
         import torch
@@ -338,7 +343,7 @@ class TextEncoder:
         with torch.inference_mode():
             return self._run_torch(ids, mask)
 
-    def encode(self, texts: list[str], batch_size: int = 128, progress: Progress = None) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 32, progress: Progress = None) -> np.ndarray:
         """(n, dim) float32, L2-normalised, in input order. Texts longer than max_seq_length tokens are cut."""
         n = len(texts)
         out = np.zeros((n, self.dim), np.float32)
@@ -349,12 +354,24 @@ class TextEncoder:
                              return_token_type_ids=False)["input_ids"]
         lengths = np.fromiter(map(len, ids), np.int64, n)
         order = np.argsort(-lengths, kind="stable")  # longest first: the memory peak comes at once, padding is minimal
-        with _torch_threads(self.threads):
-            for start in range(0, n, batch_size):
-                rows = order[start:start + batch_size]
-                out[rows] = self._forward(*self._pad([ids[i] for i in rows]))
+        batches = [order[start:start + batch_size] for start in range(0, n, batch_size)]
+        done, lock = [0], threading.Lock()
+
+        def lane(k: int) -> None:  # batches k, k + lanes, ... (onnxruntime releases the GIL while it runs)
+            for rows in batches[k::max(len(self._lanes), 1)]:
+                padded = self._pad([ids[i] for i in rows])
+                out[rows] = self._run_onnx(*padded, self._lanes[k]) if self._lanes else self._forward(*padded)
                 if progress is not None:
-                    progress(min(start + batch_size, n), n)
+                    with lock:
+                        done[0] += len(rows)
+                        progress(done[0], n)
+
+        if len(self._lanes) > 1:
+            with ThreadPoolExecutor(len(self._lanes)) as pool:
+                list(pool.map(lane, range(len(self._lanes))))
+        else:
+            with _torch_threads(self.threads):
+                lane(0)
         return _normalise(out)
 
     def truncated_share(self, texts: list[str]) -> float:

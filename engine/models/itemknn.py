@@ -53,10 +53,15 @@ def similarity(scenario, neighbours: int, shrink: float = 0.0) -> sparse.csr_mat
 
 def history_scores(history: torch.Tensor, sim: sparse.csr_matrix) -> torch.Tensor:
     """(batch, n_target): the summed similarity of each target item to the items of each (-1 padded) history."""
+    return torch.from_numpy(history_matrix(history, sim).toarray()).to(history.device)
+
+
+def history_matrix(history: torch.Tensor, sim: sparse.csr_matrix) -> sparse.csr_matrix:
+    """history_scores as a sparse (batch, n_target) matrix: only the items the histories' neighbourhoods reach."""
     hist = history.cpu().numpy()
     rows, cols = np.nonzero(hist >= 0)
     h = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, hist[rows, cols])), shape=(len(hist), sim.shape[0]))
-    return torch.from_numpy((h @ sim).toarray()).to(history.device)
+    return h @ sim
 
 
 def similarity_state(s: sparse.csr_matrix, prefix: str = "") -> dict[str, torch.Tensor]:

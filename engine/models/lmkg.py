@@ -115,8 +115,13 @@ class LMKGNet(nn.Module):
         self.item_table = None  # every item's representation, computed once while the weights stay fixed (eval)
 
     def train(self, mode: bool = True):
-        self.item_table = None
+        if mode:  # the weights are about to change
+            self.item_table = None
         return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self.item_table = None
+        return super().load_state_dict(*args, **kwargs)
 
     def freeze_items(self) -> None:
         """Compute every item's representation once, for scoring: they do not change until training resumes."""
@@ -259,13 +264,14 @@ class LMKG(Recommender):
         network, cf, cold = self._channels(batch.history)
         if cf is None:
             return network
-        return network.addcmul_(self.cf_weights_.to(cf.device)[cold.long(), None], cf)
+        return _add_rows(network, cf, self.cf_weights_[cold.long().cpu()])
 
     def _channels(self, history):
-        """The network's scores, the CF channel's scores (None without one) and which rows have no target
-        history (cold). The CF row is scaled so that weight w adds w network standard deviations at its best item:
-        ranking by network + w * cf is ranking by the standardised network score + w * cf / max(cf), in fewer
-        passes over the (batch, n_target) matrix, which dominate scoring time."""
+        """The network's scores, the CF channel's scores (sparse: (batch, n_target) csr, None without a channel)
+        and which rows have no target history (cold). The CF row is scaled so that weight w adds w network
+        standard deviations at its best item: ranking by network + w * cf is ranking by the standardised network
+        score + w * cf / max(cf), with no extra pass over the dense (batch, n_target) matrix, which dominates
+        scoring time: the CF channel touches only the items the histories' neighbourhoods reach."""
         history = self._visible(history)
         if self.target_items_ is None:
             self.prepare()
@@ -275,9 +281,12 @@ class LMKG(Recommender):
         cold = ~((history >= 0) & (history < self.n_target_)).any(1)
         if self.cf_ is None:
             return network, None, cold
-        cf = itemknn.history_scores(history, self.cf_)
-        scale = self._network_std(users)[:, None] / cf.max(1, keepdim=True).values.clamp(min=1e-6)
-        return network, cf.mul_(scale), cold
+        cf = itemknn.history_matrix(history, self.cf_)
+        counts = np.diff(cf.indptr)
+        top = np.zeros(len(counts), np.float32)  # each row's largest score (similarities are >= 0)
+        top[counts > 0] = np.maximum.reduceat(cf.data, cf.indptr[:-1][counts > 0])
+        cf.data *= np.repeat(self._network_std(users).detach().cpu().numpy() / np.maximum(top, 1e-6), counts)
+        return network, cf, cold
 
     def _choose_cf_weight(self, scenario, segment: str) -> tuple[float, float]:
         """The CF weight with the best NDCG@10 on the segment's validation cases (0 when there are none), and
@@ -291,7 +300,8 @@ class LMKG(Recommender):
                 rows = np.arange(lo, min(lo + 1024, len(cases)))
                 network, cf, _ = self._channels(scenario.batch(cases, rows).history.to(self.device))
                 for j, weight in enumerate(CF_WEIGHTS):
-                    _, hits = top_and_hits(mask_known(torch.add(network, cf, alpha=weight), cases, rows), cases, rows)
+                    both = _add_rows(network.clone(), cf, torch.full((len(rows),), weight))
+                    _, hits = top_and_hits(mask_known(both, cases, rows), cases, rows)
                     totals[j] += metrics.ranking_metrics(hits, cases.relevant.lengths[rows], ks=(10,))["ndcg@10"].sum()
         self.target_items_ = None
         best = int(np.argmax(totals))
@@ -492,6 +502,14 @@ def sampling_log_probability(sequences: np.ndarray, item_domain: torch.Tensor) -
     size = torch.bincount(item_domain, minlength=n_domains).double()
     q = 0.5 * freq / per_domain[item_domain].clamp(min=1) + 0.5 / size[item_domain]
     return q.log().float()
+
+
+def _add_rows(dense: torch.Tensor, m, weights: torch.Tensor) -> torch.Tensor:
+    """dense += weights[:, None] * m for a csr matrix m, touching only m's stored entries (in place)."""
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    values = torch.from_numpy(m.data) * weights.to(torch.float32)[torch.from_numpy(rows)]
+    flat = torch.from_numpy(rows * dense.shape[1] + m.indices)  # csr entries are distinct (row, column) pairs
+    return dense.view(-1).index_add_(0, flat.to(dense.device), values.to(dense)).view(dense.shape)
 
 
 def _most_recent(history: torch.Tensor, n: int) -> torch.Tensor:

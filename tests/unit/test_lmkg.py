@@ -46,6 +46,41 @@ def test_save_load_gives_identical_scores(lmkg, small_scenario):
     assert "text" not in lmkg.state()  # frozen text vectors come back from the cache, not the weights file
 
 
+def test_item_representations_are_kept_while_the_weights_stay_fixed(lmkg, small_scenario):
+    net = lmkg.net_
+    with torch.no_grad():
+        lmkg.prepare()
+        table = net.item_table
+        net.eval()
+        lmkg.prepare()
+        assert net.item_table is not None and torch.equal(net.item_table, table)  # eval() keeps them
+        net.load_state_dict(net.state_dict())
+        assert net.item_table is None  # new weights: computed afresh at the next scoring
+        net.train()
+        net.eval()
+        lmkg.prepare()
+        assert torch.allclose(net.item_table, table)
+
+
+def test_sparse_collaborative_channel_is_the_scaled_co_occurrence_score(lmkg, small_scenario):
+    from engine.models import itemknn
+    history = small_scenario.batch(small_scenario.test, np.arange(40), max_history=20).history
+    with torch.no_grad():
+        lmkg.prepare()
+        network, cf, cold = lmkg._channels(history)
+        dense = itemknn.history_scores(history, lmkg.cf_)
+        users = torch.nn.functional.normalize(lmkg._user_rows(history), dim=-1)
+        std = lmkg._network_std(users)
+        scaled = torch.from_numpy(cf.toarray())
+        reached = dense.max(1).values > 0
+        # each row is the co-occurrence score rescaled so that its best item is worth one network std
+        assert torch.allclose(scaled[reached], dense[reached] * (std / dense.max(1).values)[reached, None], atol=1e-5)
+        assert torch.allclose(scaled.max(1).values[reached], std[reached], rtol=1e-5)
+        expected = network + lmkg.cf_weights_[cold.long()][:, None] * scaled
+        assert torch.allclose(lmkg.score(scenarios.Batch(torch.zeros(40, dtype=torch.long), history)), expected,
+                              atol=1e-5)
+
+
 def test_collaborative_channel_weight_is_chosen_on_validation(lmkg, small_scenario):
     from engine.models.lmkg import CF_WEIGHTS
     assert lmkg.cf_ is not None and lmkg.cf_.shape == (small_scenario.n_items, small_scenario.n_target)

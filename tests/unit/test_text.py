@@ -88,6 +88,19 @@ def test_fast_path_matches_fp32(fast_encoder, real_texts):
     assert cos.mean() > 0.98 and cos.min() > 0.95
 
 
+def test_encoding_on_several_sessions_keeps_the_input_order(fast_encoder, real_texts):
+    if len(fast_encoder._lanes) < 2:
+        pytest.skip("one core: the encoder runs a single session")
+    many = fast_encoder.encode(real_texts, batch_size=8)  # 6 batches over the sessions, longest texts first
+    lanes = fast_encoder._lanes
+    fast_encoder._lanes = lanes[:1]
+    try:
+        one = fast_encoder.encode(real_texts, batch_size=8)
+    finally:
+        fast_encoder._lanes = lanes
+    np.testing.assert_allclose(many, one, atol=1e-5)
+
+
 def test_embed_items_uses_workspace_cache(tmp_path):
     items = pd.DataFrame({"item_id": ["p", "q", "r"], "domain": "d", "title": ["pen", "ink", "pen"],
                           "categories": ["office > pens", "office > ink", "office > pens"]})
