@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-SUFFIXES = ("csv", "tsv", "txt", "parquet", "inter", "item", "kg", "link")
-
 
 def safe_name(name: str, fallback: str) -> str:
     """The uploaded name reduced to a plain file name: no folders, no leading dots, only [A-Za-z0-9._-]."""

@@ -15,6 +15,7 @@ DESCRIPTIONS = {"lmkg": "CrossLens: item text (MiniLM) + knowledge graph + cross
                 "emcdr": "factorisation per domain + a learned source-to-target mapping"}
 HIDDEN = ("seed", "epochs")  # set by their own widgets
 
+names = []
 with layout.readable_errors("Reading the datasets"):
     names = [d["name"] for d in layout.datasets(ws)]
 if len(names) < 2:
