@@ -16,9 +16,10 @@ from . import data, evaluate, metrics
 from . import scenario as scenarios
 from .errors import CrossLensError
 from .models import MODELS
-from .profile import dataset_profile, runs_using, shared_users  # noqa: F401  (read-only views for analysts)
+from .models.base import learns_vectors
 from .jobs import (cancel_job, curves as job_curves, job, jobs, log_tail as job_log,  # noqa: F401
                    start_maps, start_training)
+from .profile import dataset_profile, runs_using, shared_users  # noqa: F401  (read-only views for analysts)
 from .store import JOB_ACTIVE, Store, write_parquet
 from .train import init_distributed
 
@@ -141,7 +142,7 @@ def train(source: list[str] | str, target: str, model: str, seed: int = 0, cold_
         raise
     if maps:  # after the run is stored: a run is not lost to its maps, which `python -m engine map` can redo
         from . import maps as embedding_maps
-        if embedding_maps.supported(recommender):
+        if learns_vectors(type(recommender)):
             if progress:
                 progress({"stage": "embedding maps"}, 1.0)
             embedding_maps.write_maps(store.run_dir(run["id"]), sc, recommender, seed=seed)

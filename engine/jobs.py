@@ -54,14 +54,10 @@ def start_training(source, target: str, model: str, seed: int = 0, cold_fraction
 
 def start_maps(run_id: str, workspace=None) -> dict:
     """Compute a finished run's embedding maps in a background process; returns the job record."""
-    from . import api
-    from .models import MODELS
-    from .models.base import learns_vectors
+    from . import api, maps
     store = Store(workspace)
     record = api.run(run_id, workspace)
-    if record["status"] != "done" or record["model"] not in MODELS or not learns_vectors(MODELS[record["model"]]):
-        raise CrossLensError(f"run {run_id} is a {record['status']} '{record['model']}' run; maps are made of the "
-                             f"item vectors of a finished lmkg, bpr, cmf or emcdr run.")
+    maps.require_vectors(record)
     spec = {"kind": "map", "run": run_id, "model": record["model"], "source": record["scenario"]["source"],
             "target": record["scenario"]["target"], "seed": record["scenario"]["seed"]}
     return _launch(store, spec, ["map", run_id])

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 
 from . import api, kg
 from .errors import CrossLensError
+from .models import MODELS
+from .models.base import learns_vectors
 from .store import Store, write_json, write_parquet
 
 K = 10
@@ -33,18 +35,22 @@ MAX_POINTS = 30000
 FILES = ("map_items.parquet", "map_users.parquet", "neighbours.parquet", "map_summary.json")
 
 
-def supported(model) -> bool:
-    return model.item_vectors() is not None
+def require_vectors(record: dict) -> None:
+    """A readable error unless the run is a finished run of a model that learns item vectors (checked from the
+    record, before any slow load)."""
+    cls = MODELS.get(record["model"])
+    if record["status"] != "done" or cls is None or not learns_vectors(cls):
+        mappable = ", ".join(m for m, c in MODELS.items() if learns_vectors(c))
+        raise CrossLensError(f"run {record['id']} ({record['status']} '{record['model']}') has no item vectors to "
+                             f"map: maps are made of the item vectors of a finished run of {mappable}.")
 
 
 def compute_maps(run_id: str, workspace=None, max_points: int = MAX_POINTS, seed: int = 0) -> dict:
     """(Re)compute the maps of a finished run from its stored weights; returns the summary."""
     if max_points < 2:
         raise CrossLensError(f"max points must be at least 2, got {max_points}.")
-    record, sc, model = api.load(run_id, workspace)
-    if not supported(model):
-        raise CrossLensError(f"run {run_id} is a '{record['model']}' model, which learns no item vectors, so there "
-                             f"is no embedding space to map; map an lmkg, bpr, cmf or emcdr run.")
+    require_vectors(api.run(run_id, workspace))
+    _, sc, model = api.load(run_id, workspace)
     return write_maps(Store(workspace).run_dir(run_id), sc, model, max_points, seed)
 
 

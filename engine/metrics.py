@@ -5,7 +5,6 @@ import numpy as np
 from scipy import sparse, stats
 
 KS = (5, 10, 20)
-RANKING = ("hr", "ndcg", "mrr", "recall", "precision", "f1")
 
 
 def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks=KS) -> dict[str, np.ndarray]:

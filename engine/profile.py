@@ -10,11 +10,9 @@ NOT_ATTRIBUTES = ("item_id", "title", "description")
 
 
 def dataset_profile(name: str, workspace=None, preview_rows: int = 20) -> dict:
+    from .api import _dataset  # the readable "no dataset" message
     store = Store(workspace)
-    record = store.dataset(name)
-    if record is None:
-        from .api import _dataset
-        _dataset(store, name)  # raises the readable "no dataset" message
+    record = _dataset(store, name)
     inter = store.load_table(name, "interactions")
     items = store.load_table(name, "items")
     n_users, n_items = record["n_users"], record["n_items"]

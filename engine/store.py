@@ -208,7 +208,7 @@ class Store:
     # ---- jobs -----------------------------------------------------------------------------------------------
     def new_job(self, spec: dict) -> dict:
         job_id = "j-" + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        (self.job_dir(job_id)).mkdir()
+        self.job_dir(job_id).mkdir()
         now = time.time()
         with self._db() as db:
             db.execute("INSERT INTO jobs (id, status, progress, message, updated, log_path, spec, created) "

@@ -374,15 +374,6 @@ class TextEncoder:
                 lane(0)
         return _normalise(out)
 
-    def truncated_share(self, texts: list[str]) -> float:
-        """Share of texts longer than max_seq_length tokens (their ends are not seen by the encoder)."""
-        if not texts:
-            return 0.0
-        with _quiet_logging():
-            ids = self.tokenizer(list(texts), add_special_tokens=True, return_attention_mask=False,
-                                 return_token_type_ids=False)["input_ids"]
-        return float(np.mean([len(x) > self.max_seq_length for x in ids]))
-
 
 def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
