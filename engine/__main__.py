@@ -5,10 +5,16 @@ import argparse
 import json
 import sys
 
-from . import api, jobs
+from . import api, evaluate, jobs
 from .models import MODELS
 
 HEADLINE = ("ndcg@10", "hr@10", "mrr@10", "coverage@10")
+BUCKET_TABLES = {  # segment group -> what its buckets are, above its table in `show`
+    "items": "per item bucket, by the held-out item's target-domain training interactions ("
+             + ", ".join(f"{n} {r}" for n, r in zip(evaluate.ITEM_BUCKET_NAMES,
+                                                    evaluate.bucket_ranges(evaluate.ITEM_BUCKETS)))
+             + f"; {evaluate.RARE} = both), warm cases:",
+    "activity": "per user activity, by the number of target-domain items in the case's history:"}
 
 
 def main(argv=None) -> int:
@@ -90,9 +96,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("peer", parents=[common], help="train a RecBole peer on a scenario and store it as a run")
     s.add_argument("--source", required=True)
     s.add_argument("--target", required=True)
-    s.add_argument("--model", required=True, choices=["sasrec", "lightgcn"])
+    s.add_argument("--model", required=True, choices=["sasrec", "lightgcn", "sasrec-mixed"])
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a RecBole setting, e.g. --set epochs=10")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a RecBole setting, e.g. --set time_budget=3600 (seconds) --set threads=1")
+    s.add_argument("--background", action="store_true", help="run as a background job; print its id and return")
+    s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs in the job's own process
     s.set_defaults(func=cmd_peer)
 
     s = sub.add_parser("setup", parents=[common], help="ingest the shipped dataset and train the default runs")
@@ -236,8 +245,17 @@ def cmd_show(args):
     r = api.run(args.run_id, args.workspace)
     head = (f"run {r['id']}: {r['model']} on {','.join(r['scenario']['source'])} -> {r['scenario']['target']} "
             f"(seed {r['scenario']['seed']}, cold fraction {r['scenario']['cold_fraction']}), {r['status']}")
-    body = metrics_table(r["metrics"], sorted(r["metrics"]["all"].keys() - {"cases"})) if r["metrics"] else (r["error"] or "")
-    emit(args, r, head + "\n" + body)
+    emit(args, r, head + "\n" + (segment_tables(r["metrics"]) if r["metrics"] else (r["error"] or "")))
+
+
+def segment_tables(metrics: dict) -> str:
+    """A run's metrics: all of them for all, warm and cold users, then the headline ones per bucket group."""
+    groups = evaluate.segment_groups(metrics)
+    pick = lambda names: {seg: metrics[seg] for seg in names}
+    parts = [metrics_table(pick(groups["users"]), sorted(metrics["all"].keys() - {"cases"}))]
+    parts += [f"{title}\n{metrics_table(pick(groups[group]))}" for group, title in BUCKET_TABLES.items()
+              if groups[group]]
+    return "\n\n".join(parts)
 
 
 def cmd_recommend(args):
@@ -251,7 +269,7 @@ def cmd_compare(args):
     result = api.compare(args.run_a, args.run_b, args.metric, workspace=args.workspace)
     emit(args, result, f"{result['metric']}: A = {args.run_a} ({result['model_a']}), B = {args.run_b} "
                        f"({result['model_b']}), Wilcoxon signed-rank on paired cases\n" +
-         table([[seg, v["n"], v["mean_a"], v["mean_b"], v["mean_diff"], v["p_value"]]
+         table([[seg, v["n"], v["mean_a"], v["mean_b"], v["mean_diff"], f"{v['p_value']:.2g}"]
                 for seg, v in result["segments"].items()], ["segment", "cases", "A", "B", "A - B", "p"]))
 
 
@@ -263,14 +281,22 @@ def cmd_export(args):
 
 def cmd_peer(args):
     from . import peers
-    bar = ProgressBar(f"recbole-{args.model}")
-    try:
-        record = peers.run_peer(args.source, args.target, args.model, seed=args.seed,
-                                settings=api.parse_settings(args.set), workspace=args.workspace, progress=bar)
-    finally:
-        bar.close()
+    settings = api.parse_settings(args.set)
+    if args.background:
+        job = jobs.start_peer(args.source, args.target, args.model, args.seed, settings, workspace=args.workspace)
+        return emit(args, job, f"job {job['id']} started; `python -m engine jobs` shows its progress")
+    with jobs.reporting(args.job, args.workspace) as reporter:
+        bar = reporter or ProgressBar(f"recbole-{args.model}")
+        try:
+            record = peers.run_peer(args.source, args.target, args.model, seed=args.seed, settings=settings,
+                                    workspace=args.workspace, progress=bar, on_run=reporter and reporter.attach)
+        finally:
+            if not reporter:
+                bar.close()
+    c = record["config"]
     emit(args, record, f"run {record['id']} ({record['model']}, train {record['train_seconds']:.1f} s, "
-                       f"eval {record['eval_seconds']:.2f} s)\n" + metrics_table(record["metrics"]))
+                       f"eval {record['eval_seconds']:.2f} s; {c['stop_reason']} after {c['epochs_run']} epochs, "
+                       f"best epoch {c['best_epoch']})\n" + metrics_table(record["metrics"]))
 
 
 def cmd_jobs(args):

@@ -212,7 +212,8 @@ def runs(workspace=None) -> list[dict]:
 
 
 def runs_table(workspace=None) -> pd.DataFrame:
-    """One row per run: its scenario, status, times and every metric as "<segment> <metric>" columns."""
+    """One row per run: its scenario, status, times and every metric as "<segment> <metric>" columns (a segment's
+    name may hold spaces, e.g. "users 1-2"; a metric's never does)."""
     rows, store = [], Store(workspace)
     for r in runs(workspace):
         sc = r["scenario"]
@@ -346,7 +347,8 @@ class LoadedRun:
 
 
 def compare(run_a: str, run_b: str, metric: str = "ndcg@10", workspace=None) -> dict:
-    """Paired Wilcoxon signed-rank test of two runs on the same scenario, per segment."""
+    """Paired Wilcoxon signed-rank test of two runs on the same scenario, per segment (evaluate.segment_masks) with
+    cases in both runs; the item and user-activity buckets only where both runs stored their columns."""
     store = Store(workspace)
     a, b = run(run_a, workspace), run(run_b, workspace)
     if a["scenario_id"] != b["scenario_id"]:
@@ -357,15 +359,17 @@ def compare(run_a: str, run_b: str, metric: str = "ndcg@10", workspace=None) -> 
         if r["status"] != "done":
             raise CrossLensError(f"run {r['id']} is {r['status']}; compare finished runs.")
         frames.append(pd.read_parquet(store.run_dir(r["id"]) / "per_user.parquet"))
-    if metric not in frames[0].columns:
-        options = ", ".join(c for c in frames[0].columns if c not in ("user_id", "segment"))
+    if metric not in frames[0].columns or metric in evaluate.CASE_COLUMNS:
+        options = ", ".join(c for c in frames[0].columns if c not in evaluate.CASE_COLUMNS)
         raise CrossLensError(f"unknown metric '{metric}'; choose one of: {options}.")
-    both = frames[0].merge(frames[1], on=["user_id", "segment"], suffixes=("_a", "_b"))
+    # The columns that describe a case, where both runs have them, pair the cases (they agree on one scenario).
+    keys = [c for c in evaluate.CASE_COLUMNS if c in frames[0] and c in frames[1]]
+    both = frames[0][[*keys, metric]].merge(frames[1][[*keys, metric]], on=keys, suffixes=("_a", "_b"))
     result = {"run_a": run_a, "run_b": run_b, "model_a": a["model"], "model_b": b["model"], "metric": metric,
               "segments": {}}
-    for segment in evaluate.SEGMENTS:
-        part = both if segment == "all" else both[both["segment"] == segment]
-        if len(part):
+    for segment, mask in evaluate.segment_masks(both).items():
+        if mask.any():
+            part = both[mask]
             result["segments"][segment] = metrics.paired_test(part[f"{metric}_a"], part[f"{metric}_b"])
     return result
 

@@ -2,6 +2,11 @@
 
 Default is full ranking over all target items with the user's known target items masked; `sampled=N` ranks the
 relevant items against N seeded random negatives instead (as some papers do), for comparison only.
+
+Segments: `all`, `warm` and `cold` users; item buckets of the warm cases by their held-out item's number of
+target-domain training interactions (`new`, `tail`, `torso`, `head`, and `new+tail`, their union); user-activity
+buckets by the number of target-domain items in the case's history (`users 0` = the cold users, `users 1-2`, ...,
+`users 11+`). Both bucket boundaries are settings of the evaluation (ITEM_BUCKETS, ACTIVITY_BUCKETS by default).
 """
 from __future__ import annotations
 
@@ -12,15 +17,28 @@ import pandas as pd
 import torch
 
 from . import metrics
+from .errors import CrossLensError
 from .scenario import Cases, Scenario
 
 SEGMENTS = ("all", "warm", "cold")
 TOP = max(metrics.KS)
+# Bucket boundaries: each is the lowest value of the next bucket. Items: the held-out item's target-domain training
+# interactions, [0,1) new, [1,5) tail, [5,20) torso, [20,inf) head. Users: target items in the case's history,
+# [0,1) (the cold users), [1,3), [3,6), [6,11), [11,inf).
+ITEM_BUCKETS = (1, 5, 20)
+ACTIVITY_BUCKETS = (1, 3, 6, 11)
+ITEM_BUCKET_NAMES = ("new", "tail", "torso", "head")
+RARE_ITEMS = ("new", "tail")
+RARE = "+".join(RARE_ITEMS)  # a union segment: where benchmarks test significance on rarely seen items
+USERS = "users "  # the prefix of the user-activity segments' names
+# Per-case columns that describe the case rather than measure it.
+CASE_COLUMNS = ("user_id", "segment", "item_bucket", "target_history")
 
 
 @dataclass
 class Evaluation:
-    per_case: pd.DataFrame   # user_id, segment, one column per ranking metric, ild@10, novelty@10
+    per_case: pd.DataFrame   # user_id, segment, item_bucket, target_history, one column per ranking metric, ild@10,
+                             # novelty@10
     top: np.ndarray          # (cases, TOP) target item indices, best first
     summary: dict            # {segment: {metric: value}}
 
@@ -71,13 +89,16 @@ def _keep_sampled(scores: torch.Tensor, relevant: np.ndarray, n: int, rng) -> to
 
 
 def evaluate(model, scenario: Scenario, split: str = "test", sampled: int | None = None,
-             batch_size: int = 1024, features=None) -> Evaluation:
+             batch_size: int = 1024, features=None, item_buckets=ITEM_BUCKETS,
+             activity_buckets=ACTIVITY_BUCKETS) -> Evaluation:
+    check_buckets(item_buckets, activity_buckets)  # before the ranking, which is the slow part
     cases = scenario.cases(split)
     top, _ = rank(model, scenario, cases, batch_size, sampled, seed=scenario.spec["seed"])
-    return evaluate_top(scenario, cases, top, features)
+    return evaluate_top(scenario, cases, top, features, item_buckets, activity_buckets)
 
 
-def evaluate_top(scenario: Scenario, cases: Cases, top: np.ndarray, features=None) -> Evaluation:
+def evaluate_top(scenario: Scenario, cases: Cases, top: np.ndarray, features=None, item_buckets=ITEM_BUCKETS,
+                 activity_buckets=ACTIVITY_BUCKETS) -> Evaluation:
     """Per-case and summary metrics of ranked lists (cases, >= TOP target item indices, best first), however made."""
     # (case, item) pairs as one integer each, so membership is one isin over all cases (cold users have many items).
     case = np.arange(len(cases))
@@ -87,22 +108,124 @@ def evaluate_top(scenario: Scenario, cases: Cases, top: np.ndarray, features=Non
     features = scenario.item_features() if features is None else features
     per_case["ild@10"] = metrics.intra_list_diversity(top[:, :10], features)
     per_case["novelty@10"] = metrics.novelty(top[:, :10], scenario.item_popularity(), scenario.n_users)
+    per_case.insert(0, "target_history", target_history(scenario, cases))
+    per_case.insert(0, "item_bucket", item_bucket(scenario, cases, item_buckets))
     per_case.insert(0, "segment", cases.segment)
     per_case.insert(0, "user_id", scenario.users[cases.user])
-    return Evaluation(per_case, top, summarise(per_case, top, scenario.n_target))
+    return Evaluation(per_case, top, summarise(per_case, top, scenario.n_target, activity_buckets))
 
 
-def summarise(per_case: pd.DataFrame, top: np.ndarray, n_target: int) -> dict:
+def summarise(per_case: pd.DataFrame, top: np.ndarray, n_target: int, activity_buckets=ACTIVITY_BUCKETS) -> dict:
+    """{segment: {"cases": n, metric: mean over the segment's cases, coverage@k: of its lists}} for every segment
+    of segment_masks; a segment without cases has its count only."""
     summary = {}
-    for segment in SEGMENTS:
-        mask = np.ones(len(per_case), bool) if segment == "all" else (per_case["segment"] == segment).to_numpy()
+    measured = per_case.drop(columns=[c for c in CASE_COLUMNS if c in per_case])
+    for segment, mask in segment_masks(per_case, activity_buckets).items():
         values = {"cases": int(mask.sum())}
         if mask.any():
-            values.update(per_case.loc[mask].drop(columns=["user_id", "segment"]).mean().round(6).to_dict())
+            values.update(measured.loc[mask].mean().round(6).to_dict())
             for k in metrics.KS:
                 values[f"coverage@{k}"] = round(metrics.coverage(top[mask, :k], n_target), 6)
         summary[segment] = values
     return summary
+
+
+# ---- segments -------------------------------------------------------------------------------------------------------
+def segment_masks(per_case: pd.DataFrame, activity_buckets=ACTIVITY_BUCKETS) -> dict[str, np.ndarray]:
+    """{segment: which rows of a per-case table belong to it}, in display order: all, warm, cold, the item buckets,
+    new+tail, the user-activity buckets. The buckets come from the table's item_bucket and target_history columns;
+    a table without them (runs stored before buckets existed) has all, warm and cold only."""
+    segment = per_case["segment"].to_numpy()
+    masks = {"all": np.ones(len(per_case), bool), "warm": segment == "warm", "cold": segment == "cold"}
+    if "item_bucket" in per_case:
+        bucket = per_case["item_bucket"].to_numpy()
+        masks.update({name: bucket == name for name in ITEM_BUCKET_NAMES})
+        masks[RARE] = np.isin(bucket, RARE_ITEMS)
+    if "target_history" in per_case:
+        names = activity_names(activity_buckets)
+        bucket = _bucket_of(per_case["target_history"].to_numpy(), activity_buckets)
+        masks.update({name: bucket == i for i, name in enumerate(names)})
+    return masks
+
+
+def segment_groups(segments) -> dict[str, list[str]]:
+    """Segment names (of a summary, say) grouped for display, each in the given order: "users" (all, warm, cold),
+    "items" (the item buckets and new+tail), "activity" (the user-activity buckets); a group may be empty."""
+    groups = {"users": [], "items": [], "activity": []}
+    for name in segments:
+        if name in SEGMENTS:
+            groups["users"].append(name)
+        elif name in ITEM_BUCKET_NAMES or name == RARE:
+            groups["items"].append(name)
+        elif name.startswith(USERS):
+            groups["activity"].append(name)
+    return groups
+
+
+def segments_without_cold_users(activity_buckets=ACTIVITY_BUCKETS) -> list[str]:
+    """Every segment but those that hold cold users ("cold" and the first activity bucket, which starts at no target
+    history): what a model that cannot serve cold users (an external peer) reports."""
+    return ["all", "warm", *ITEM_BUCKET_NAMES, RARE, *activity_names(activity_buckets)[1:]]
+
+
+def item_bucket(scenario: Scenario, cases: Cases, boundaries=ITEM_BUCKETS) -> np.ndarray:
+    """Per case: the bucket name of its held-out item by the item's target-domain training interactions (warm
+    cases); "" for cold cases, whose relevant items are all their target items."""
+    _check_boundaries("item_buckets", boundaries)
+    train = scenario.train
+    interactions = np.bincount(train.loc[train["domain"] == 0, "item"].to_numpy(), minlength=scenario.n_target)
+    warm = np.flatnonzero(cases.segment == "warm")
+    held_out = cases.relevant.values[cases.relevant.indptr[warm]]  # a warm case has exactly one
+    names = np.full(len(cases), "", dtype=object)
+    names[warm] = np.asarray(ITEM_BUCKET_NAMES, dtype=object)[_bucket_of(interactions[held_out], boundaries)]
+    return names
+
+
+def target_history(scenario: Scenario, cases: Cases) -> np.ndarray:
+    """Per case: how many items of its history are target-domain items (0 for cold cases)."""
+    case = np.repeat(np.arange(len(cases)), cases.history.lengths)
+    return np.bincount(case, weights=cases.history.values < scenario.n_target, minlength=len(cases)).astype(np.int64)
+
+
+def activity_names(boundaries=ACTIVITY_BUCKETS) -> list[str]:
+    """The user-activity segments' names, e.g. users 0, users 1-2, users 3-5, users 6-10, users 11+."""
+    _check_boundaries("activity_buckets", boundaries)
+    return [USERS + r for r in bucket_ranges(boundaries)]
+
+
+def bucket_ranges(boundaries) -> list[str]:
+    """The values each bucket holds, as text: (1, 5, 20) -> 0, 1-4, 5-19, 20+."""
+    lows, highs = (0, *boundaries), (*boundaries, None)
+    return [f"{lo}+" if hi is None else str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}" for lo, hi in zip(lows, highs)]
+
+
+def check_buckets(item_buckets, activity_buckets) -> None:
+    """Raise CrossLensError unless both settings are strictly increasing positive integers, the item boundaries one
+    fewer than the item buckets' names."""
+    _check_boundaries("item_buckets", item_buckets)
+    _check_boundaries("activity_buckets", activity_buckets)
+
+
+# setting -> (its default, how many boundaries it must have; None: any number from 1)
+_BOUNDARY_RULES = {"item_buckets": (ITEM_BUCKETS, len(ITEM_BUCKET_NAMES) - 1),
+                   "activity_buckets": (ACTIVITY_BUCKETS, None)}
+
+
+def _check_boundaries(name: str, boundaries) -> None:
+    default, count = _BOUNDARY_RULES[name]
+    values = list(boundaries) if isinstance(boundaries, (list, tuple)) else None
+    valid = (values is not None and len(values) > 0 and (count is None or len(values) == count)
+             and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in values)
+             and all(a < b for a, b in zip(values, values[1:])))
+    if not valid:
+        size = f"{count} " if count else ""
+        raise CrossLensError(f"{name}={boundaries!r} is not {size}strictly increasing positive integers; each is "
+                             f"the lowest value of the next bucket, e.g. {name}={default}.")
+
+
+def _bucket_of(values: np.ndarray, boundaries) -> np.ndarray:
+    """Each value's bucket index: 0 below the first boundary, i from boundaries[i-1] up to boundaries[i]."""
+    return np.searchsorted(np.asarray(boundaries), values, side="right")
 
 
 def validation_ndcg(model, scenario: Scenario, segment: str = "all", max_cases: int = 10_000) -> float:

@@ -1,4 +1,4 @@
-"""Background jobs: a training run in its own OS process, tracked in the registry.
+"""Background jobs: a training run (or a peer run, or a run's maps) in its own OS process, tracked in the registry.
 
 `start_training` checks the request, writes a job row and launches `python -m engine train ... --job ID` in a
 new session (process group), its output going to the job's log. That process reports through `Reporter`: the
@@ -46,10 +46,29 @@ def start_training(source, target: str, model: str, seed: int = 0, cold_fraction
     args = ["train", "--source", ",".join(source), "--target", target, "--model", model, "--seed", str(seed),
             "--cold-fraction", str(cold_fraction)]
     args += ["--epochs", str(epochs)] if epochs else []
-    # The CLI reads settings as numbers or text: a switch travels as 0/1, as `--set use_text=0` would.
-    args += [a for k, v in settings.items() for a in ("--set", f"{k}={int(v) if isinstance(v, bool) else v}")]
+    args += _set_args(settings)
     args += [] if maps else ["--no-maps"]
     return _launch(store, spec, args)
+
+
+def start_peer(source: str, target: str, model: str, seed: int = 0, settings: dict | None = None,
+               workspace=None) -> dict:
+    """Launch a RecBole peer run (`python -m engine peer`) as a background process; returns the job record. An
+    unknown peer or domain, or a missing RecBole venv, raises here."""
+    from . import api, peers
+    store = Store(workspace)
+    settings = dict(settings or {})
+    name = peers.peer_name(model)
+    api.scenario_spec(store, source, target, seed)
+    spec = {"kind": "peer", "source": [source], "target": target, "model": f"recbole-{name}", "seed": seed,
+            "settings": settings}
+    args = ["peer", "--source", source, "--target", target, "--model", name, "--seed", str(seed), *_set_args(settings)]
+    return _launch(store, spec, args)
+
+
+def _set_args(settings: dict) -> list[str]:
+    # The CLI reads settings as numbers or text: a switch travels as 0/1, as `--set use_text=0` would.
+    return [a for k, v in settings.items() for a in ("--set", f"{k}={int(v) if isinstance(v, bool) else v}")]
 
 
 def start_maps(run_id: str, workspace=None) -> dict:

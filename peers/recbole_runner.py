@@ -1,17 +1,21 @@
-"""Train a RecBole 1.2.1 peer (SASRec or LightGCN) on an exported scenario and rank its warm test cases.
+"""Train a RecBole 1.2.1 peer (SASRec or LightGCN) on an exported scenario and rank its test cases.
 
 Runs inside .venv-recbole (RecBole 1.2.1 needs old numpy/scipy), so it never imports `engine`. Input: a folder
-written by engine.export.export_recbole (<name>.inter + <name>.test.jsonl). RecBole trains with its own config,
-dataset and trainer on <name>.inter: its validation is leave-one-out inside that training data (each user's last
-training interaction), early stopping on its full-ranking valid NDCG@10. Then the trained model itself scores every
-target item for each test case (SASRec from the case's target history, LightGCN from the user's embedding), the
-case's known items are masked, and the top 20 external item ids are written as JSON. Items RecBole never saw in
-training have no score: they are simply not listed, i.e. ranked last.
+written by engine.export.export_recbole (<name>.inter, <name>.test.jsonl, <name>.targets.txt; target-only or mixed
+view). RecBole trains with its own config, dataset and trainer on <name>.inter: its validation is leave-one-out
+inside that training data (each user's last training interaction). Training stops at the first of: `stopping_step`
+validations without a better valid NDCG@10 (early stopping), `time_budget` seconds passed at a validation (time
+budget), `epochs` (epoch limit); the best validated weights are kept. Then the trained model itself scores every
+target item (<name>.targets.txt) for each test case (SASRec from the case's exported history, LightGCN from the
+user's embedding), the case's known items are masked, and the top 20 item ids are written as JSON with how training
+went (epochs_run, best_epoch, stop_reason). Items RecBole never saw in training have no score: they are simply not
+listed, i.e. ranked last.
 
     .venv-recbole/bin/python peers/recbole_runner.py EXPORT_DIR --model SASRec --seed 0 --out result.json \
-        [--settings '{"epochs": 20, "threads": 1}']
+        [--settings '{"time_budget": 3600, "threads": 1}']
 
-Progress: one JSON line per epoch on stdout ({"epoch": e, "epochs": n, "valid_ndcg@10": v}); RecBole's log on stderr.
+Progress: one JSON line per validation on stdout ({"epoch", "epochs", "loss", "valid_ndcg@10", "seconds",
+"time_budget"}); RecBole's log on stderr.
 """
 from __future__ import annotations
 
@@ -29,24 +33,50 @@ import torch
 
 TOP = 20
 MAX_SEQ = 50
-# Budgets for one run under ~10 minutes on 2 idle CPU cores (see DEVELOPERS.md): capped epochs, early stopping after
-# 3 validations without a better valid NDCG@10. Everything else is RecBole's default for the model.
+# Train to convergence (see DEVELOPERS.md): early stopping after `stopping_step` validations without a better valid
+# NDCG@10, an epoch limit that only a runaway run reaches, and a time budget in seconds as the backstop. Everything
+# else is RecBole's default for the model.
 DEFAULTS = {
-    "common": {"stopping_step": 3, "eval_batch_size": 4096, "learning_rate": 0.001},
-    "SASRec": {"epochs": 5, "train_batch_size": 512, "MAX_ITEM_LIST_LENGTH": MAX_SEQ,
+    "common": {"eval_batch_size": 4096, "learning_rate": 0.001, "time_budget": 3600},
+    # Validated every epoch; 5 epochs of patience ride out the noise of one validation without spending a third of
+    # the budget (an epoch takes 2-5 minutes on the shipped data) after the peak.
+    "SASRec": {"epochs": 300, "stopping_step": 5, "train_batch_size": 512, "MAX_ITEM_LIST_LENGTH": MAX_SEQ,
                "train_neg_sample_args": None},  # CE loss over all items: RecBole requires no negative sampling
     # LightGCN validates every 5 epochs: its untrained first epoch scores popularity-like and the next few dip below
-    # it, which stopping after 3 epoch-wise validations would mistake for convergence.
-    "LightGCN": {"epochs": 200, "train_batch_size": 2048, "eval_step": 5},
+    # it, which epoch-wise validation with a short patience would mistake for convergence. Its epochs are cheap, so
+    # RecBole's default patience of 10 validations (50 epochs) costs little for a slowly rising curve.
+    "LightGCN": {"epochs": 1000, "stopping_step": 10, "train_batch_size": 2048, "eval_step": 5},
 }
 MODELS = tuple(m for m in DEFAULTS if m != "common")
+OURS = ("threads", "time_budget")  # settings of this runner, not RecBole's
 
 
 def settings_for(model: str, seed: int, overrides: dict) -> dict:
     settings = {**DEFAULTS["common"], **DEFAULTS[model], **overrides, "seed": seed}
     # RecBole keeps only validated weights: validate at least once, however few the epochs
     settings["eval_step"] = min(settings.get("eval_step", 1), settings["epochs"])
+    if settings["stopping_step"] < 1:
+        raise SystemExit(f"stopping_step must be at least 1 validation, got {settings['stopping_step']}")
     return settings
+
+
+def stop_reason(scores: list[float], epoch: int, epochs: int, elapsed: float, budget: float | None,
+                patience: int) -> str | None:
+    """Why training stops after the validation at `epoch` (1-based), or None to go on. scores: valid NDCG@10 of
+    every validation so far, this one last; elapsed: seconds since training began; budget: 0 or None for none.
+    Early stopping as our own models do it: `patience` validations in a row without a better score than the best
+    before them (a tie is no improvement)."""
+    if len(scores) - 1 - scores.index(max(scores)) >= patience:
+        return "early stopping"
+    if epoch >= epochs:
+        return "epoch limit"
+    if budget and elapsed >= budget:
+        return "time budget"
+    return None
+
+
+class _Stop(Exception):
+    """Raised from RecBole's per-validation callback to end Trainer.fit, which has no time budget; carries why."""
 
 
 def main(argv=None) -> int:
@@ -73,7 +103,7 @@ def run(export_dir: Path, model_name: str, seed: int, overrides: dict) -> dict:
 
     name = export_dir.name
     settings = settings_for(model_name, seed, overrides)
-    recbole_settings = {k: v for k, v in settings.items() if k != "threads"}
+    recbole_settings = {k: v for k, v in settings.items() if k not in OURS}
     if settings.get("threads"):  # on a busy machine one thread per process beats oversubscribed cores
         torch.set_num_threads(int(settings["threads"]))
     scratch = Path(tempfile.mkdtemp(prefix="recbole-", dir=export_dir.parent))
@@ -98,15 +128,28 @@ def run(export_dir: Path, model_name: str, seed: int, overrides: dict) -> dict:
     valid_scores = []  # (epoch, valid NDCG@10), one per validation
     best = {}  # the best epoch's weights, kept in memory: no checkpoint file to unpickle
 
-    def report(epoch, score):
-        valid_scores.append((epoch + 1, float(score)))
+    def report(epoch_index, score):
+        epoch, score, elapsed = epoch_index + 1, float(score), time.time() - train_started
+        valid_scores.append((epoch, score))
         if not best or score > best["score"]:
-            best.update(score=score, state={k: v.detach().clone() for k, v in model.state_dict().items()})
-        print(json.dumps({"epoch": epoch + 1, "epochs": config["epochs"], "valid_ndcg@10": score}), flush=True)
+            best.update(epoch=epoch, score=score, state={k: v.detach().clone() for k, v in model.state_dict().items()})
+        loss = float(trainer.train_loss_dict[epoch_index])
+        print(json.dumps({"epoch": epoch, "epochs": config["epochs"], "loss": loss, "valid_ndcg@10": score,
+                          "seconds": elapsed, "time_budget": settings["time_budget"]}), flush=True)
+        reason = stop_reason([s for _, s in valid_scores], epoch, config["epochs"], elapsed, settings["time_budget"],
+                             config["stopping_step"])
+        if reason:
+            raise _Stop(reason, epoch)
 
-    started = time.time()
-    best_score, _ = trainer.fit(train_data, valid_data, saved=False, show_progress=False, callback_fn=report)
-    train_seconds = time.time() - started
+    # RecBole's own early stopping (same stopping_step, but a tie resets it and it stops one validation later)
+    # never fires before stop_reason's, so the reason is always ours.
+    train_started = time.time()
+    try:
+        trainer.fit(train_data, valid_data, saved=False, show_progress=False, callback_fn=report)
+        stopped, epochs_run = "epoch limit", config["epochs"]  # the last epochs fell between validations
+    except _Stop as stop:
+        stopped, epochs_run = stop.args
+    train_seconds = time.time() - train_started
     if best:
         model.load_state_dict(best["state"])
     model.eval()
@@ -114,31 +157,39 @@ def run(export_dir: Path, model_name: str, seed: int, overrides: dict) -> dict:
         model.restore_user_e = model.restore_item_e = None
 
     cases = [json.loads(line) for line in open(export_dir / f"{name}.test.jsonl", encoding="utf-8")]
+    targets = (export_dir / f"{name}.targets.txt").read_text(encoding="utf-8").splitlines()
     started = time.time()
-    top, notes = rank(model, dataset, cases, config)
+    top, notes = rank(model, dataset, cases, targets, config)
     shutil.rmtree(scratch, ignore_errors=True)
     return {"model": model_name, "recbole": _version("recbole"), "torch": torch.__version__,
             "device": str(config["device"]),
             "settings": {k: settings[k] for k in sorted(settings)}, "train_seconds": train_seconds,
-            "rank_seconds": time.time() - started, "best_valid_ndcg@10": float(best_score),
-            "valid_ndcg@10_per_epoch": valid_scores, "best_epoch": max(valid_scores, key=lambda v: v[1])[0],
+            "rank_seconds": time.time() - started, "best_valid_ndcg@10": best["score"],
+            "valid_ndcg@10_per_epoch": valid_scores, "best_epoch": best["epoch"], "epochs_run": epochs_run,
+            "stop_reason": stopped,
             "train_interactions": n_rows, "users": dataset.user_num - 1,
             "items": dataset.item_num - 1, **notes, "cases": [c["case"] for c in cases], "top": top}
 
 
-def rank(model, dataset, cases: list[dict], config, batch_size: int = 512) -> tuple[list[list[str]], dict]:
-    """Top-TOP external item ids per case from the model's full scores, the case's exclude items masked."""
+def rank(model, dataset, cases: list[dict], targets: list[str], config,
+         batch_size: int = 512) -> tuple[list[list[str]], dict]:
+    """Top-TOP item ids per case from the model's full scores over the target items, the case's exclude items
+    masked."""
     from recbole.data.interaction import Interaction
 
     items = dataset.field2token_id[dataset.iid_field]
     users = dataset.field2token_id[dataset.uid_field]
     tokens = dataset.field2id_token[dataset.iid_field]
-    notes = {"unknown_users": 0, "empty_histories": 0, "unknown_history_items": 0}
+    # Only target items are ranked (the mixed view trains on source items too); the padding item 0 is none.
+    candidates = torch.zeros(dataset.item_num, dtype=torch.bool)
+    candidates[[items[t] for t in targets if t in items]] = True
+    notes = {"unknown_users": 0, "empty_histories": 0, "unknown_history_items": 0,
+             "unscored_target_items": len(targets) - int(candidates.sum())}
     top = []
     with torch.no_grad():
         for lo in range(0, len(cases), batch_size):
             batch = cases[lo:lo + batch_size]
-            if hasattr(model, "ITEM_SEQ"):  # sequential: the case's own target history, last MAX_SEQ known items
+            if hasattr(model, "ITEM_SEQ"):  # sequential: the case's exported history, last MAX_SEQ known items
                 seqs = []
                 for c in batch:
                     seq = [items[i] for i in c["history"] if i in items]
@@ -158,7 +209,7 @@ def rank(model, dataset, cases: list[dict], config, batch_size: int = 512) -> tu
                 notes["unknown_users"] += int((~known).sum())
                 inter = Interaction({dataset.uid_field: torch.tensor(ids, dtype=torch.long)})
             scores = model.full_sort_predict(inter.to(config["device"])).view(len(batch), -1).float().cpu()
-            scores[:, 0] = -torch.inf  # RecBole's padding item
+            scores[:, ~candidates] = -torch.inf
             scores[~known] = -torch.inf  # no embedding: nothing to rank by
             for r, c in enumerate(batch):
                 masked = [items[i] for i in c["exclude"] if i in items]

@@ -71,17 +71,29 @@ def domain_files(tmp_path, domains):
     return paths
 
 
-@pytest.fixture(scope="session")
-def trained_workspace(tmp_path_factory, domains):
-    """A workspace with the generated domains and three finished runs on src -> tgt: lmkg (small, with its
-    embedding maps: the one UMAP call of the test process), itemknn and pop. Returns (folder, {model: run})."""
+def _ingested_workspace(ws, domains):
+    """Folder ws as a workspace holding the given domains (written as CSV beside it, then ingested)."""
     from engine import api
-    ws = tmp_path_factory.mktemp("trained-workspace")
     for name, (inter, items) in domains.items():
         inter.to_csv(ws.parent / f"{ws.name}-{name}_inter.csv", index=False)
         items.to_csv(ws.parent / f"{ws.name}-{name}_items.csv", index=False)
         api.ingest(name, ws.parent / f"{ws.name}-{name}_inter.csv", ws.parent / f"{ws.name}-{name}_items.csv",
                    workspace=ws)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def ingested_workspace():
+    """ingested_workspace(folder, domains) -> folder, a workspace holding those domains."""
+    return _ingested_workspace
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory, domains):
+    """A workspace with the generated domains and three finished runs on src -> tgt: lmkg (small, with its
+    embedding maps: the one UMAP call of the test process), itemknn and pop. Returns (folder, {model: run})."""
+    from engine import api
+    ws = _ingested_workspace(tmp_path_factory.mktemp("trained-workspace"), domains)
     runs = {"lmkg": api.train("src", "tgt", "lmkg", epochs=1, settings={"dim": 16, "max_history": 20}, workspace=ws),
             "itemknn": api.train("src", "tgt", "itemknn", workspace=ws),
             "pop": api.train("src", "tgt", "pop", workspace=ws)}

@@ -1,5 +1,6 @@
 """Compare: the runs table (filter, sort, CSV), metrics per segment with the spread over seeds, metric@K curves,
-and the paired significance test of any run against a reference run on the same scenario."""
+and the paired significance test of any run against a reference run on the same scenario. Segments come in groups:
+users (warm, cold, all), the held-out item's popularity buckets, the user-activity buckets."""
 import plotly.express as px
 import streamlit as st
 
@@ -26,32 +27,39 @@ with layout.readable_errors("Comparing the runs"):
     plain = [v for v in variants if "(" not in v]  # models at their default settings; variants on request
     models = mid.multiselect("Models (and variants with changed settings)", variants, default=plain or variants)
     view = view[view["variant"].isin(models)].drop(columns=["model"]).rename(columns={"variant": "model"})
-    metric_columns = [c for c in view.columns if c.split(" ")[0] in layout.SEGMENTS and "@" in c]
-    families = sorted({c.split(" ")[1].split("@")[0] for c in metric_columns})
-    metrics = sorted({c.split(" ", 1)[1] for c in metric_columns},
-                     key=lambda m: (m.split("@")[0], int(m.split("@")[1])))
+    columns = layout.metric_columns(view)
+    families = sorted({m.split("@")[0] for _, m in columns.values()})
+    metrics = sorted({m for _, m in columns.values()}, key=lambda m: (m.split("@")[0], int(m.split("@")[1])))
     metric = right.selectbox("Metric", metrics, index=metrics.index("ndcg@10") if "ndcg@10" in metrics else 0)
     if view.empty:
         st.info("Choose at least one model.")
         st.stop()
 
-    # Grouped bars: the mean over seeds per model and segment, with the seeds' standard deviation.
-    long = view.melt(id_vars=["model", "seed"], value_vars=[f"{s} {metric}" for s in layout.SEGMENTS
-                                                            if f"{s} {metric}" in view], var_name="segment")
-    long["segment"] = long["segment"].str.split().str[0]
-    bars = long.dropna().groupby(["model", "segment"], as_index=False).agg(
+    groups = layout.segment_groups(view)
+    group = st.segmented_control("Segments", list(groups), default=next(iter(groups)), key="segment-group",
+                                 help="Users: warm, cold, all. Held-out item's popularity: warm cases by the "
+                                      "held-out item's target-domain training interactions. User activity: cases by "
+                                      "the number of target-domain items in their history (users 0 = cold users).")
+    segments = groups[group or next(iter(groups))]
+
+    # Grouped bars: the mean over seeds per segment and model, with the seeds' standard deviation.
+    long = view.melt(id_vars=["model", "seed"], var_name="segment",
+                     value_vars=[f"{s} {metric}" for s in segments if f"{s} {metric}" in view])
+    long["segment"] = long["segment"].str.rsplit(" ", n=1).str[0]
+    bars = long.dropna().groupby(["segment", "model"], as_index=False).agg(
         mean=("value", "mean"), std=("value", "std"), seeds=("seed", "nunique"))
-    fig = px.bar(bars, x="model", y="mean", color="segment", barmode="group", error_y=bars["std"].fillna(0),
-                 hover_data={"seeds": True, "std": ":.4f", "mean": ":.4f"}, color_discrete_map=layout.SEGMENT_COLOURS,
-                 category_orders={"segment": list(layout.SEGMENTS)},
+    fig = px.bar(bars, x="segment", y="mean", color="model", barmode="group", error_y=bars["std"].fillna(0),
+                 hover_data={"seeds": True, "std": ":.4f", "mean": ":.4f"}, color_discrete_sequence=layout.PALETTE,
+                 category_orders={"segment": segments, "model": models},
                  title=f"{metric} per segment (mean over seeds; error bars: std over seeds)")
-    st.plotly_chart(layout.style(fig, "model", f"{metric} (0–1)"), width="stretch")
+    st.plotly_chart(layout.style(fig, "segment", f"{metric} (0–1)"), width="stretch")
 
     left, right = st.columns(2)
     family = left.selectbox("Metric@K curve", families, index=families.index(metric.split("@")[0]))
-    segment = right.segmented_control("Segment", list(layout.SEGMENTS), default="warm", key="curve-segment")
-    segment = segment or "warm"
-    ks = sorted({int(c.split("@")[1]) for c in metric_columns if c.startswith(f"{segment} {family}@")})
+    default = "warm" if "warm" in segments else segments[0]
+    segment = right.segmented_control("Segment", segments, default=default, key=f"curve-segment-{group}")
+    segment = segment or default
+    ks = sorted({int(m.split("@")[1]) for s, m in columns.values() if s == segment and m.startswith(f"{family}@")})
     curve = view.melt(id_vars=["model"], value_vars=[f"{segment} {family}@{k}" for k in ks], var_name="K")
     curve["K"] = curve["K"].str.split("@").str[1].astype(int)
     curve = curve.dropna().groupby(["model", "K"], as_index=False)["value"].mean()
@@ -62,8 +70,8 @@ with layout.readable_errors("Comparing the runs"):
                     width="stretch")
 
     st.subheader("Runs")
-    shown = ["run", "model", "seed", "cold fraction", *[f"{s} {metric}" for s in layout.SEGMENTS if f"{s} {metric}"
-                                                        in view], "all coverage@10", "train s", "eval s"]
+    shown = ["run", "model", "seed", "cold fraction", *[f"{s} {metric}" for s in segments if f"{s} {metric}" in view],
+             "all coverage@10", "train s", "eval s"]
     sort = st.selectbox("Sort by", shown[4:], index=0)
     table = view.sort_values(sort, ascending=False)
     st.dataframe(table[[c for c in shown if c in table]], hide_index=True, width="stretch",

@@ -62,6 +62,23 @@ def test_every_page_renders_on_a_populated_workspace(page, trained_workspace, mo
     assert "Traceback" not in shown(at)
 
 
+def test_compare_offers_the_bucket_segments(trained_workspace, monkeypatch):
+    ws, runs = trained_workspace
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(ws))
+    at = open_page("compare")
+    groups = at.segmented_control(key="segment-group")
+    assert groups.options == ["Users", "Held-out item's popularity", "User activity"]
+    for group, segment in (("Held-out item's popularity", "new+tail"), ("User activity", "users 3-5")):
+        at = groups.set_value(group).run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        bars = at.get("plotly_chart")[0].proto.spec
+        assert f'"{segment}"' in bars and '"warm"' not in bars  # grouped bars over this group's segments
+        assert segment in at.segmented_control(key=f"curve-segment-{group}").options
+        groups = at.segmented_control(key="segment-group")
+    significance = at.dataframe[-1].value
+    assert {"all", "warm", "cold", "new+tail", "users 3-5"} <= set(significance["segment"])
+
+
 def upload(at: AppTest, name: str, files: dict) -> AppTest:
     at.text_input[0].input(name)
     for label, (filename, content) in files.items():

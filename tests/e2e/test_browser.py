@@ -115,6 +115,7 @@ def walk_through(base: str, workspace: Path, page, files) -> dict:
 
     visit("embeddings", ".st-key-item-map .js-plotly-plot", "embeddings")
     assert plot_points(page, "item-map") == 120  # the 60 items of each domain
+    page.locator(".st-key-user-map .js-plotly-plot").wait_for()  # drawn after the item map, later on a busy machine
     assert plot_points(page, "user-map") > 0
     search = page.locator("input[aria-label^='Find an item']")
     search.fill("tgt item 3 ")

@@ -31,7 +31,8 @@ def test_round_trip(tmp_path, domain_files):
         record = json.loads(cli("train", "--source", "src", "--target", "tgt", "--model", model, "--json",
                                 workspace=ws).stdout)
         assert record["status"] == "done"
-        assert set(record["metrics"]) == {"all", "warm", "cold"}
+        assert set(record["metrics"]) == {"all", "warm", "cold", "new", "tail", "torso", "head", "new+tail",
+                                          "users 0", "users 1-2", "users 3-5", "users 6-10", "users 11+"}
         assert {"ndcg@10", "hr@10", "mrr@10"} <= set(record["metrics"]["warm"])
         runs[model] = record["id"]
 
@@ -39,6 +40,11 @@ def test_round_trip(tmp_path, domain_files):
     assert runs["pop"] in table and runs["itemknn"] in table
     shown = json.loads(cli("show", runs["itemknn"], "--json", workspace=ws).stdout)
     assert shown["model"] == "itemknn"
+    text = cli("show", runs["itemknn"], workspace=ws).stdout
+    assert "per item bucket" in text and "per user activity" in text
+    for segment in ("new+tail", "torso", "users 3-5"):  # a row of the headline metrics per bucket
+        line = next(x for x in text.splitlines() if x.startswith(f"{segment} "))
+        assert f"{shown['metrics'][segment]['ndcg@10']:.4f}" in line
 
     recs = json.loads(cli("recommend", runs["itemknn"], "--user", "u1", "-k", "5", "--json", workspace=ws).stdout)
     assert len(recs["recommendations"]) == 5
@@ -47,6 +53,9 @@ def test_round_trip(tmp_path, domain_files):
 
     compared = json.loads(cli("compare", runs["itemknn"], runs["pop"], "--json", workspace=ws).stdout)
     assert 0 <= compared["segments"]["all"]["p_value"] <= 1
+    assert 0 <= compared["segments"]["new+tail"]["p_value"] <= 1
+    printed = cli("compare", runs["itemknn"], runs["pop"], workspace=ws).stdout
+    assert all(any(x.startswith(f"{segment} ") for x in printed.splitlines()) for segment in compared["segments"])
 
     # bad input: exit code 2, one paragraph on stderr, no traceback, nothing changed
     for args in (("recommend", runs["pop"], "--user", "nobody"), ("show", "no-such-run"),
@@ -80,6 +89,9 @@ def test_bench_writes_the_table(tmp_path, domain_files):
         for model in ("pop", "itemknn"):
             assert f"| {direction} | {model} |" in text
     assert "itemknn > pop on warm users" in text or "itemknn NOT > pop on warm users" in text
+    for direction in ("src -> tgt", "tgt -> src"):
+        assert f"### {direction}: ndcg@10 per item bucket" in text
+        assert f"### {direction}: hr@10 per user-activity bucket" in text
     # reuse tabulates the finished runs without training new ones
     before = len(json.loads(cli("runs", "--json", workspace=ws).stdout))
     cli("bench", "--source", "src", "--target", "tgt", "--models", "pop", "--reuse", "--out", out, workspace=ws)
@@ -96,6 +108,7 @@ def test_bench_lmkg_against_the_best_other_model_and_a_post_training_ablation(tm
     text = out.read_text()
     assert "| src -> tgt | lmkg -cf |" in text
     assert "- src -> tgt, warm: lmkg " in text and "- src -> tgt, cold: lmkg " in text
+    assert "### Per bucket: lmkg against the best other model" in text and "- src -> tgt, new+tail: lmkg " in text
     runs = json.loads(cli("runs", "--json", workspace=ws).stdout)
     full = next(r for r in runs if r["model"] == "lmkg" and r["config"]["params"]["use_cf"])
     derived = next(r for r in runs if r["model"] == "lmkg" and not r["config"]["params"]["use_cf"])

@@ -28,7 +28,8 @@ def test_summary_has_every_segment_and_metric(knn, small_scenario):
     ev = evaluate.evaluate(knn, small_scenario)
     assert len(ev.per_case) == len(small_scenario.test)
     assert ev.summary["warm"]["cases"] + ev.summary["cold"]["cases"] == ev.summary["all"]["cases"]
-    for seg in ("all", "warm", "cold"):
+    assert {"all", "warm", "cold", "new+tail", "users 0"} <= set(ev.summary)
+    for seg in [s for s, v in ev.summary.items() if v["cases"]]:  # the buckets too, where they have cases
         for k in (5, 10, 20):
             for m in ("hr", "ndcg", "mrr", "recall", "precision", "f1", "coverage"):
                 assert 0 <= ev.summary[seg][f"{m}@{k}"] <= 1

@@ -16,8 +16,7 @@ from engine.explain import Explainer
 from engine.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_LMKG = {"dim": 16, "epochs": 2, "patience": 100, "negatives": 16, "max_history": 20, "dropout": 0.0,
-             "id_dropout": 0.0}
+TINY_LMKG = {"dim": 16, "epochs": 2, "patience": 100, "negatives": 16, "max_history": 20, "dropout": 0.0}
 
 
 @pytest.fixture(scope="module")

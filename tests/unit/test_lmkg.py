@@ -1,5 +1,8 @@
 """The CrossLens model on a small generated two-domain dataset (real MiniLM text embeddings, real KG)."""
+import copy
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -7,7 +10,7 @@ from engine import evaluate, scenario as scenarios
 from engine.models import MODELS
 
 SMALL = {"dim": 32, "epochs": 60, "patience": 100, "batch_size": 32, "negatives": 32, "max_history": 20, "lr": 0.003,
-         "temperature": 0.1, "dropout": 0.0, "id_dropout": 0.0}
+         "temperature": 0.1, "dropout": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -62,37 +65,81 @@ def test_item_representations_are_kept_while_the_weights_stay_fixed(lmkg, small_
         assert torch.allclose(net.item_table, table)
 
 
-def test_sparse_collaborative_channel_is_the_scaled_co_occurrence_score(lmkg, small_scenario):
+def test_score_is_the_network_plus_the_offset_the_co_occurrence_and_the_text_channel(lmkg, small_scenario):
     from engine.models import itemknn
-    history = small_scenario.batch(small_scenario.test, np.arange(40), max_history=20).history
+    sc = small_scenario
+    history = sc.batch(sc.test, np.arange(40), max_history=20).history
     with torch.no_grad():
         lmkg.prepare()
-        network, cf, cold = lmkg._channels(history)
-        dense = itemknn.history_scores(history, lmkg.cf_)
-        users = torch.nn.functional.normalize(lmkg._user_rows(history), dim=-1)
-        std = lmkg._network_std(users)
-        scaled = torch.from_numpy(cf.toarray())
-        reached = dense.max(1).values > 0
-        # each row is the co-occurrence score rescaled so that its best item is worth one network std
-        assert torch.allclose(scaled[reached], dense[reached] * (std / dense.max(1).values)[reached, None], atol=1e-5)
-        assert torch.allclose(scaled.max(1).values[reached], std[reached], rtol=1e-5)
-        expected = network + lmkg.cf_weights_[cold.long()][:, None] * scaled
+        visible = lmkg.visible(history)
+        mixed, target = lmkg.views(visible)
+        gate, weight, offset, text_weight = lmkg._settings(visible)
+        users = torch.nn.functional.normalize((1 - gate[:, None]) * mixed + gate[:, None] * target, dim=-1)
+        network = users @ lmkg.target_items_.T / lmkg.params["temperature"] + lmkg.target_bias_
+        std = network.std(1)
+        assert torch.allclose(lmkg._network_std(users), std, rtol=1e-4)  # the moments give the exact std
+        dense = itemknn.history_scores(visible, lmkg.cf_)
+        top = dense.max(1).values.clamp(min=1e-6)
+        new = ~lmkg.net_.known[: sc.n_target]
+        text = lmkg.semantic_.score(scenarios.Batch(torch.zeros(40, dtype=torch.long), visible))
+        expected = network + (offset * std)[:, None] * new + (weight * std)[:, None] * dense / top[:, None] \
+            + (text_weight * std)[:, None] * text
         assert torch.allclose(lmkg.score(scenarios.Batch(torch.zeros(40, dtype=torch.long), history)), expected,
-                              atol=1e-5)
+                              atol=1e-4)
 
 
-def test_collaborative_channel_weight_is_chosen_on_validation(lmkg, small_scenario):
-    from engine.models.lmkg import CF_WEIGHTS
-    assert lmkg.cf_ is not None and lmkg.cf_.shape == (small_scenario.n_items, small_scenario.n_target)
-    assert all(float(w) in CF_WEIGHTS for w in lmkg.cf_weights_)  # one weight for warm, one for cold users
-    # the channel really enters the score: a different weight gives different scores
-    batch = small_scenario.batch(small_scenario.test, np.arange(8), max_history=20)
+def test_calibration_is_chosen_on_validation_cases_only(lmkg, small_scenario):
+    from engine.models.lmkg import calibration
+    sc = small_scenario
+    for use_cf, table in lmkg.calibration_.items():
+        assert table.shape == (2, len(calibration.COLUMNS))
+        for gate, cf, new, text in table.tolist():
+            assert gate in calibration.GATES and new in calibration.NEW_OFFSETS and text in calibration.TEXT_WEIGHTS
+            assert cf in (calibration.CF_WEIGHTS if use_cf else (0.0,))
+    # the test cases play no part: calibrating on a scenario whose test cases are gone gives the same choice
+    blind = copy.copy(sc)
+    blind.test = sc.test.subset(np.zeros(0, dtype=np.int64))
     with torch.no_grad():
-        before = lmkg.score(batch)
-        saved, lmkg.cf_weights_ = lmkg.cf_weights_, lmkg.cf_weights_ + 1.0
-        after = lmkg.score(batch)
-        lmkg.cf_weights_ = saved
-    assert not torch.allclose(before, after)
+        assert torch.equal(calibration.calibrate(lmkg, blind, use_cf=True), lmkg.calibration_[True])
+    # ...and the validation cases do: without them nothing is chosen (the network as trained)
+    blind.valid = sc.valid.subset(np.zeros(0, dtype=np.int64))
+    with torch.no_grad():
+        assert not calibration.calibrate(lmkg, blind, use_cf=True).any()
+
+
+def test_a_new_item_with_text_close_to_the_history_reaches_the_top_10():
+    """Target item 'fresh' has no training interaction at all; its title matches what one user keeps buying."""
+    sc = new_item_scenario()
+    model = MODELS["lmkg"](**{**SMALL, "epochs": 30}).fit(sc)
+    fresh = int(np.flatnonzero(sc.items["item_id"].to_numpy()[: sc.n_target] == "fresh")[0])
+    assert not bool(model.net_.known[fresh])
+    liked = sc.items["title"].str.contains("watercolour") & (sc.items["item_id"] != "fresh")
+    history = torch.as_tensor(np.flatnonzero(liked.to_numpy()))
+    with torch.no_grad():
+        scores = model.score(scenarios.Batch(torch.tensor([0]), history[None]))[0]
+    assert fresh in scores.topk(10).indices.tolist()
+
+
+def new_item_scenario():
+    """Two domains with ten themes of items each; users buy within one theme. One target item, 'fresh', is a
+    watercolour item nobody bought."""
+    rng = np.random.default_rng(1)
+    themes = ["watercolour paint set", "fountain pen ink", "stapler heavy duty", "sticky notes yellow",
+              "sketch pencil graphite", "printer paper ream", "oil pastel crayons", "desk organiser tray",
+              "acrylic brush set", "label maker tape"]
+    tables = {}
+    for domain in ("src", "tgt"):
+        items = pd.DataFrame({"item_id": [f"{domain}{t}_{k}" for t in range(10) for k in range(6)],
+                              "title": [f"{themes[t]} model {k} ({domain})" for t in range(10) for k in range(6)]})
+        if domain == "tgt":
+            items.loc[len(items)] = ["fresh", "watercolour paint set deluxe (tgt)"]
+        rows = []
+        for u in range(200):
+            theme = u % 10
+            for step, k in enumerate(rng.permutation(6)[:4]):
+                rows.append((f"u{u}", f"{domain}{theme}_{k}", float(2 * step + (domain == "tgt"))))
+        tables[domain] = (pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items)
+    return scenarios.split(tables, scenarios.scenario_spec(["src"], "tgt", seed=0, cold_fraction=0.2))
 
 
 @pytest.mark.parametrize("ablation", ["use_text", "use_kg", "use_source", "use_cf"])
@@ -113,11 +160,11 @@ def test_long_histories_keep_their_most_recent_items(lmkg, small_scenario):
 
 
 def test_cold_start_windows_pair_source_history_with_the_users_own_target_items(small_scenario):
-    from engine.models.lmkg import _with_one_of, cold_start_windows
+    from engine.models.lmkg.windows import cold_start_windows, with_one_of
     sc = small_scenario
     prefixes, targets = cold_start_windows(sc, 20)
     assert len(prefixes) == len(targets) > 0
-    windows = _with_one_of(prefixes, targets, np.random.default_rng(0))
+    windows = with_one_of(prefixes, targets, np.random.default_rng(0))
     train = sc.train
     for window, own in zip(windows, targets):
         items = window[window >= 0]

@@ -1,0 +1,284 @@
+"""Content-based baseline: the user's history items' frozen text vectors (and attribute entities) against each
+target item. Nothing is learned beyond the cached text embeddings and three settings chosen on validation.
+
+A user's profile is the recency-weighted mean of their history items' vectors, any domain (the most recent item
+weighs 1, the one before it `decay`, then decay^2, ...), in two spaces:
+- text: each item's sentence-encoder vector (engine.text, cached), centred and whitened over the scenario's whole
+  item table (engine.text_space with `power`: raw sentence vectors all point one way, so their cosines say
+  little). One space for every domain: source items speak for cold users, and an item nobody bought scores like
+  any other;
+- entities: the item's attribute entities (category levels, brand, ...; engine.kg.item_entities) over all
+  domains, IDF-weighted and L2-normalised. Absent when the items have no attribute columns.
+score(user, item) = cos(text profile, text_item) + entity_weight * cos(entity profile, entities_item).
+
+A setting left unset (None) is chosen by NDCG@10 on the validation cases (at most MAX_VALID_CASES of them),
+separately for users with target history (warm) and without (cold), over the grid POWERS x DECAYS x
+ENTITY_WEIGHTS (ties: the earlier candidate).
+"""
+from __future__ import annotations
+
+import itertools
+from numbers import Real
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy import sparse
+
+from .. import kg, metrics, text
+from ..evaluate import mask_known, top_and_hits
+from ..text_space import apply_whitening, fit_whitening
+from .base import Recommender
+
+SETTINGS = ("power", "decay", "entity_weight")
+POWERS = (0.5, 0.0, 1.0)                 # whitening: 0 only centres, 1 whitens fully
+DECAYS = (0.9, 1.0, 0.7)                 # 1: every history item counts the same
+ENTITY_WEIGHTS = (0.5, 0.0, 0.25, 1.0)
+SEGMENTS = ("warm", "cold")
+BATCH = 1024
+SHARED_ENTITIES = 64        # the entities most target items have: scored as a dense block
+MAX_VALID_CASES = 3072      # per segment: a seeded subset of larger validation sets keeps fit() fast
+
+
+class Content(Recommender):
+    name = "content"
+    uses_history = True
+    defaults = {"power": None, "decay": None, "entity_weight": None, "encoder": text.DEFAULT_ENCODER}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        _check_settings(self.params)
+
+    def fit(self, scenario, progress=None):
+        self._build(scenario, progress)
+        self.chosen_, self.valid_ndcg_ = {}, {}
+        for segment in SEGMENTS:
+            self.chosen_[segment], self.valid_ndcg_[segment] = self._choose(scenario, segment)
+        self._keep_chosen_powers()
+        if progress:
+            progress({"stage": "settings chosen on validation",
+                      **{f"{s} {k}": v for s, c in self.chosen_.items() for k, v in c.items()},
+                      **{f"{s} valid_ndcg@10": v for s, v in self.valid_ndcg_.items()}}, 1.0)
+        return self
+
+    def _build(self, scenario, progress=None):
+        """What fit and load_state share: the raw text vectors (from the cache) and the entity matrix."""
+        report = None if progress is None else (
+            lambda done, total: progress({"stage": "embedding item texts", "texts": f"{done}/{total}"}, done / total))
+        vectors, _ = text.embed_items(scenario.items, scenario.workspace, self.params["encoder"], progress=report)
+        self.raw_text_, self.n_target_ = vectors, scenario.n_target
+        self._transforms, self._whitened = {}, {}  # per power: (mean, projection), then the whitened vectors
+        self.entities_ = entity_matrix(scenario.items, self.n_target_)
+        if self.entities_ is not None:  # (entities x target items): the widely shared ones dense, the rest sparse
+            targets = self.entities_[: self.n_target_].T
+            self.shared_targets_ = torch.from_numpy(targets[:SHARED_ENTITIES].toarray()).to(self.device)
+            self.rare_targets_ = targets[SHARED_ENTITIES:].tocsc()
+
+    # ---- choosing the settings on validation --------------------------------------------------------------------
+    def _candidates(self, setting: str) -> tuple:
+        if self.params[setting] is not None:
+            return (float(self.params[setting]),)
+        if setting == "entity_weight" and self.entities_ is None:
+            return (0.0,)
+        return {"power": POWERS, "decay": DECAYS, "entity_weight": ENTITY_WEIGHTS}[setting]
+
+    def _choose(self, scenario, segment: str) -> tuple[dict, float]:
+        """The grid point with the best NDCG@10 on the segment's validation cases (validation_cases), and that
+        NDCG@10."""
+        cases = validation_cases(scenario, segment)
+        grid = list(itertools.product(*(self._candidates(s) for s in SETTINGS)))
+        totals = dict.fromkeys(grid, 0.0)
+        with torch.no_grad():
+            for lo in range(0, len(cases), BATCH):
+                rows = np.arange(lo, min(lo + BATCH, len(cases)))
+                history = scenario.batch(cases, rows).history
+                scores = torch.empty(len(rows), self.n_target_, device=self.device)  # reused: no page faults
+                for decay in self._candidates("decay"):
+                    weights = self._weights(history, decay)
+                    entity = self._entity_scores(weights) if self.entities_ is not None else None
+                    for power in self._candidates("power"):
+                        text_scores = self._text_scores(weights, power)
+                        for w in self._candidates("entity_weight"):
+                            _combine(text_scores, entity, w, out=scores)
+                            _, hits = top_and_hits(mask_known(scores, cases, rows), cases, rows)
+                            ndcg = metrics.ranking_metrics(hits, cases.relevant.lengths[rows], ks=(10,))["ndcg@10"]
+                            totals[(power, decay, w)] += float(ndcg.sum())
+        best = max(grid, key=totals.get)  # the first of equals: candidates are listed most plausible first
+        return dict(zip(SETTINGS, best)), totals[best] / max(len(cases), 1)
+
+    def _keep_chosen_powers(self) -> None:
+        """Free the whitened vectors of the powers no segment chose."""
+        chosen = {c["power"] for c in self.chosen_.values()}
+        self._transforms = {p: t for p, t in self._transforms.items() if p in chosen}
+        self._whitened = {p: v for p, v in self._whitened.items() if p in chosen}
+
+    # ---- scoring --------------------------------------------------------------------------------------------------
+    def prepare(self):
+        """The whitened item vectors of the chosen powers (the target block on the model's device)."""
+        for chosen in self.chosen_.values():
+            self._vectors(chosen["power"])
+
+    def score(self, batch):
+        history = batch.history
+        segments = self._segments(history)
+        if len(segments) == 1:  # most batches: no copy
+            return self._scores(history, **self.chosen_[segments[0][0]])
+        out = torch.empty(len(history), self.n_target_, device=self.device)
+        for segment, rows in segments:
+            out[rows.to(self.device)] = self._scores(history[rows], **self.chosen_[segment])
+        return out
+
+    def score_perturbed(self, history, item, keep_history, keep_entities=None):
+        """(P,) scores of target item `item` from P copies of one history (L,), copy p keeping the positions where
+        keep_history[p] is True (scored as score() scores the shortened history: recency and warm/cold follow what
+        is kept). The item's entities are not separate inputs: keep_entities must have 0 columns."""
+        if keep_entities is not None and keep_entities.shape[1]:
+            raise ValueError("content has no entity slots to keep or remove: an item's entities come with it")
+        if not 0 <= item < self.n_target_:
+            raise ValueError(f"item {item} is not a target item (0..{self.n_target_ - 1})")
+        rows = torch.where(keep_history.cpu(), history.cpu()[None, :], -1)
+        out = torch.empty(len(rows), device=self.device)
+        for segment, which in self._segments(rows):
+            out[which.to(self.device)] = self._scores(rows[which], **self.chosen_[segment], items=[item])[:, 0]
+        return out
+
+    def _segments(self, history: torch.Tensor):
+        """(segment, row mask) of the histories: cold rows hold no target item."""
+        cold = ~((history >= 0) & (history < self.n_target_)).any(1)
+        return [(s, rows) for s, rows in (("warm", ~cold), ("cold", cold)) if rows.any()]
+
+    def _scores(self, history, power: float, decay: float, entity_weight: float, items=slice(None)) -> torch.Tensor:
+        """(batch, len(items)) scores of the target items `items` with these settings."""
+        weights = self._weights(history, decay)
+        entity = self._entity_scores(weights, items) if self.entities_ is not None and entity_weight else None
+        text_scores = self._text_scores(weights, power, items)
+        return _combine(text_scores, entity, entity_weight, out=text_scores)
+
+    def _weights(self, history: torch.Tensor, decay: float) -> sparse.csr_matrix:
+        """(batch, n_items) recency weights of each (-1 padded) history: decay^(how many kept items follow)."""
+        h = history.cpu().numpy()
+        kept = h >= 0
+        age = np.cumsum(kept[:, ::-1], 1)[:, ::-1] - 1
+        rows, cols = np.nonzero(kept)
+        return sparse.csr_matrix((np.power(decay, age[rows, cols]).astype(np.float32), (rows, h[rows, cols])),
+                                 shape=(len(h), len(self.raw_text_)))  # a repeated item adds up its weights
+
+    def _text_scores(self, weights, power: float, items=slice(None)) -> torch.Tensor:
+        vectors, targets = self._vectors(power)
+        profile = F.normalize(torch.from_numpy(np.asarray(weights @ vectors)).to(self.device), dim=-1)
+        return profile @ targets[items].T
+
+    def _entity_scores(self, weights, items=slice(None)) -> torch.Tensor:
+        """Cosines of the entity profiles and the target items: a dense product over the few entities most target
+        items share (a sparse product there would fill every cell), a sparse one over the rest (each reaches few
+        items)."""
+        profile = weights @ self.entities_
+        norms = np.sqrt(np.asarray(profile.multiply(profile).sum(1)).ravel())
+        shared = torch.from_numpy(profile[:, :SHARED_ENTITIES].toarray()).to(self.device)
+        dots = shared @ self.shared_targets_[:, items]
+        rare = (profile[:, SHARED_ENTITIES:] @ self.rare_targets_[:, items]).tocoo()
+        dots.index_put_((torch.from_numpy(rare.row.astype(np.int64)).to(self.device),
+                         torch.from_numpy(rare.col.astype(np.int64)).to(self.device)),
+                        torch.from_numpy(rare.data).to(self.device), accumulate=True)
+        return dots.div_(torch.from_numpy(np.maximum(norms, 1e-12)).float().to(self.device)[:, None])
+
+    def _vectors(self, power: float) -> tuple[np.ndarray, torch.Tensor]:
+        """All items' text vectors whitened with `power` (numpy) and the target block (torch, on the device). The
+        transform is fitted once and then kept (and saved): eigenvector signs may differ between machines."""
+        if power not in self._whitened:
+            if power not in self._transforms:
+                self._transforms[power] = fit_whitening(self.raw_text_, power)
+            vectors = apply_whitening(self.raw_text_, *self._transforms[power]).astype(np.float32)
+            self._whitened[power] = vectors, torch.from_numpy(vectors[: self.n_target_]).to(self.device)
+        return self._whitened[power]
+
+    @torch.no_grad()
+    def user_vectors(self, batch):
+        """(batch, dim) each history's text profile, with its segment's settings (before normalisation)."""
+        history = batch.history
+        out = torch.zeros(len(history), self.raw_text_.shape[1], device=self.device)
+        for segment, rows in self._segments(history):
+            c = self.chosen_[segment]
+            profile = self._weights(history[rows], c["decay"]) @ self._vectors(c["power"])[0]
+            out[rows.to(self.device)] = torch.from_numpy(np.asarray(profile)).to(self.device)
+        return out
+
+    def item_vectors(self):
+        """Every item's whitened text vector (the warm users' power): the space the embedding map shows."""
+        return torch.from_numpy(self._vectors(self.chosen_["warm"]["power"])[0])
+
+    # ---- saving -------------------------------------------------------------------------------------------------
+    def state(self):
+        """The chosen settings and each segment's whitening transform; the text vectors come back from the cache in
+        load_state."""
+        tensors = {"chosen": torch.tensor([[self.chosen_[s][k] for k in SETTINGS] for s in SEGMENTS],
+                                          dtype=torch.float64),  # float64: 0.9 comes back as exactly 0.9
+                   "valid_ndcg": torch.tensor([self.valid_ndcg_[s] for s in SEGMENTS], dtype=torch.float64)}
+        for s in SEGMENTS:
+            mean, projection = self._transforms[self.chosen_[s]["power"]]
+            # copies: segments with the same power must not share memory (safetensors refuses that)
+            tensors[f"whitening.{s}.mean"], tensors[f"whitening.{s}.projection"] = map(torch.tensor, (mean, projection))
+        return tensors
+
+    def load_state(self, scenario, tensors):
+        self._build(scenario)
+        self.chosen_ = {s: dict(zip(SETTINGS, map(float, row))) for s, row in zip(SEGMENTS, tensors["chosen"].tolist())}
+        self.valid_ndcg_ = dict(zip(SEGMENTS, map(float, tensors["valid_ndcg"].tolist())))
+        for s in SEGMENTS:
+            self._transforms[self.chosen_[s]["power"]] = (tensors[f"whitening.{s}.mean"].numpy(),
+                                                          tensors[f"whitening.{s}.projection"].numpy())
+        return self
+
+
+def entity_matrix(items: pd.DataFrame, n_target: int) -> sparse.csr_matrix | None:
+    """(items x entities) IDF-weighted, row-normalised attribute entities of all items, the entities most target
+    items have first; None without any. An entity every item has weighs 0; a rare one (a brand) weighs most."""
+    ent = kg.item_entities(items)
+    if ent.empty:
+        return None
+    codes, names = pd.factorize(ent["entity"])
+    in_target = np.bincount(codes, weights=ent["item"].to_numpy() < n_target, minlength=len(names))
+    column = np.empty(len(names), np.int64)
+    column[np.argsort(-in_target, kind="stable")] = np.arange(len(names))
+    codes = column[codes]  # column j: the entity with the j-th most target items
+    idf = np.log(len(items) / np.bincount(codes, minlength=len(names)))
+    m = sparse.csr_matrix((idf[codes].astype(np.float32), (ent["item"].to_numpy(), codes)),
+                          shape=(len(items), len(names)))
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel())
+    return sparse.diags((1 / np.maximum(norms, 1e-12)).astype(np.float32)) @ m
+
+
+def validation_cases(scenario, segment: str):
+    """The segment's validation cases (all of them when the segment has none), at most MAX_VALID_CASES of them
+    (a subset seeded by the scenario's seed)."""
+    cases = scenario.valid.subset(np.flatnonzero(scenario.valid.segment == segment))
+    if len(cases) == 0:
+        cases = scenario.valid
+    if len(cases) > MAX_VALID_CASES:
+        rng = np.random.default_rng(scenario.spec["seed"])
+        cases = cases.subset(np.sort(rng.choice(len(cases), MAX_VALID_CASES, replace=False)))
+    return cases
+
+
+def _combine(text_scores: torch.Tensor, entity_scores: torch.Tensor | None, weight: float,
+             out: torch.Tensor) -> torch.Tensor:
+    """out = text + weight * entities (out may be text_scores itself)."""
+    if entity_scores is None or not weight:
+        return out if out is text_scores else out.copy_(text_scores)
+    return torch.add(text_scores, entity_scores, alpha=weight, out=out)
+
+
+def _check_settings(params: dict) -> None:
+    """Each of power, decay and entity_weight is None (chosen on validation) or a number in its range."""
+    ranges = {"power": (0.0, 1.0, "between 0 (only centre) and 1 (whiten fully)"),
+              "decay": (0.0, 1.0, "in (0, 1]: the weight of each older history item relative to the next"),
+              "entity_weight": (0.0, np.inf, "at least 0")}
+    for name, (low, high, expected) in ranges.items():
+        value = params[name]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, Real) or not low <= value <= high \
+                or (name == "decay" and value == 0):
+            raise ValueError(f"content setting {name} must be {expected}, or unset to be chosen on validation; "
+                             f"got {value!r}")

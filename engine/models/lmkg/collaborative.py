@@ -1,0 +1,45 @@
+"""LMKG's collaborative channel: the history's item-item co-occurrence (engine.models.itemknn, all domains).
+
+The network generalises through text and knowledge; this channel keeps the exact "bought X, then Y" evidence a
+64-d vector blurs. It stays sparse: it touches only the target items the histories' neighbourhoods reach, and
+each row is scaled to 1 at its best item, so a weight w adds w network standard deviations there.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import itemknn
+
+
+def unit_rows(history: torch.Tensor, similarity) -> "scipy.sparse.csr_matrix":
+    """(batch, n_target) csr co-occurrence scores of each (-1 padded) history, each row divided by its largest
+    entry (similarities are >= 0; an empty row stays empty)."""
+    cf = itemknn.history_matrix(history, similarity)
+    counts = np.diff(cf.indptr)
+    top = np.ones(len(counts), np.float32)
+    top[counts > 0] = np.maximum.reduceat(cf.data, cf.indptr[:-1][counts > 0])
+    cf.data /= np.repeat(np.maximum(top, 1e-6), counts)
+    return cf
+
+
+def add_rows(dense: torch.Tensor, m, weights: torch.Tensor) -> torch.Tensor:
+    """dense += weights[:, None] * m for a csr matrix m, touching only m's stored entries (in place)."""
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    values = torch.from_numpy(m.data) * weights.detach().cpu().to(torch.float32)[torch.from_numpy(rows)]
+    flat = torch.from_numpy(rows * dense.shape[1] + m.indices)  # csr entries are distinct (row, column) pairs
+    return dense.view(-1).index_add_(0, flat.to(dense.device), values.to(dense)).view(dense.shape)
+
+
+def item_scores(rows: torch.Tensor, similarity, item: int) -> torch.Tensor:
+    """(P,) the unit-row score of target item `item` for each history row, as unit_rows gives it, from only the
+    similarity rows of the items the histories hold and the target items those reach: every other target item
+    scores 0 and similarities are >= 0, so each row's maximum is among the reached ones."""
+    held = torch.unique(rows[rows >= 0]).cpu()
+    reached = similarity[held.numpy()]
+    columns = np.union1d(reached.indices, [item])
+    local = torch.searchsorted(held, rows.cpu().clamp(min=0))
+    local = torch.where(rows.cpu() >= 0, local, -1)
+    cf = itemknn.history_scores(local, reached[:, columns]).to(rows.device)
+    top = cf.max(1).values.clamp(min=1e-6)
+    return cf[:, int(np.searchsorted(columns, item))] / top

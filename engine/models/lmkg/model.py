@@ -1,0 +1,231 @@
+"""LMKG, the estimator: fit the network, fit the collaborative channel, calibrate on validation, score."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ... import kg, text
+from ...train import fit_module
+from .. import itemknn
+from ...scenario import Batch
+from ..base import Recommender
+from ..content import Content
+from . import calibration, collaborative, windows
+from .explain_hooks import ExplanationHooks
+from .network import Knowledge, LMKGNet
+
+DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.2, "negatives": 1024,
+            "temperature": 0.1, "lr": 0.001, "weight_decay": 0.0, "epochs": 30, "patience": 3, "batch_size": 64,
+            "seed": 0, "text_dim": 128, "whitening": 0.5, "target_view": 0.5, "use_text": True, "use_kg": True,
+            "use_source": True, "use_cf": True, "cold_windows": True, "neighbours": 100, "kg_hops": 2,
+            "encoder": text.DEFAULT_ENCODER}
+
+
+class LMKG(ExplanationHooks, Recommender):
+    name = "lmkg"
+    uses_history = True
+    defaults = DEFAULTS
+    post_training = ("use_cf",)  # the collaborative channel is fitted (and calibrated both ways) after the network
+
+    def _semantic_model(self) -> Content:
+        """The frozen-text channel: engine.models.content in the whitened sentence space (its entity part only
+        with the knowledge graph). The network's adapter learns to tell known items apart; this channel keeps
+        the encoder's own notion of similar text, which is what an item nobody bought can be found by."""
+        return Content(encoder=self.params["encoder"], **({} if self.params["use_kg"] else {"entity_weight": 0.0}))
+
+    # ---- fitting -----------------------------------------------------------------------------------------------
+    def _net(self, scenario, text_vectors):
+        p = self.params
+        item_domain = torch.as_tensor(scenario.items["domain"].map({d: i for i, d in enumerate(scenario.domains)})
+                                      .to_numpy(), dtype=torch.long)
+        known = torch.zeros(scenario.n_items, dtype=torch.bool)
+        known[torch.as_tensor(scenario.train["item"].unique())] = True
+        knowledge = None
+        if p["use_kg"]:
+            ent = kg.item_graph(scenario.items, scenario.triples, p["kg_hops"])
+            rel_codes, _ = pd.factorize(ent["relation"])
+            ent_codes, entities = pd.factorize(ent["entity"])
+            knowledge = Knowledge(ent["item"].to_numpy(), rel_codes, ent_codes, scenario.n_items,
+                                  int(rel_codes.max(initial=-1)) + 1, len(entities), p["dim"])
+        return LMKGNet(p, text_vectors, item_domain, known, knowledge, len(scenario.domains)).to(self.device)
+
+    def _text(self, scenario, progress=None):
+        if not self.params["use_text"]:
+            return torch.zeros(scenario.n_items, 1)
+        report = None if progress is None else (
+            lambda done, total: progress({"stage": "embedding item texts", "texts": f"{done}/{total}"}, done / total))
+        vectors, _ = text.embed_items(scenario.items, scenario.workspace, self.params["encoder"], progress=report)
+        return torch.as_tensor(vectors, dtype=torch.float32)
+
+    def _reset(self, scenario):
+        self.n_target_, self.target_items_ = scenario.n_target, None
+        self.cf_, self.semantic_ = None, None
+        neutral = calibration.neutral()  # the network as trained
+        self.calibration_ = {False: neutral, True: neutral}
+
+    def fit(self, scenario, progress=None):
+        self._seed()
+        p = self.params
+        self.net_ = self._net(scenario, self._text(scenario, progress))
+        self._reset(scenario)
+        views = windows.Windows(scenario, p["max_history"], p["use_source"], p["cold_windows"], p["target_view"])
+        # Negatives come from the items with training interactions only: a new item was not rejected, it was not
+        # there yet, and as a negative of every step it would teach the content path that new means unwanted.
+        known = self.net_.known.cpu().numpy()
+        pools = [np.flatnonzero(known[lo:hi]) + lo for lo, hi in (scenario.domain_range[d] for d in scenario.domains)]
+
+        def epoch(rng):
+            for rows in windows.batches(views.sample(rng), p["batch_size"], rng, self.device):
+                negatives = np.concatenate([pool[rng.integers(len(pool), size=p["negatives"])] for pool in pools
+                                            if len(pool)])
+                yield rows, torch.as_tensor(negatives, device=self.device)
+
+        self.log_ = fit_module(self.net_, epoch, self, scenario, p, progress,
+                               optimiser=torch.optim.AdamW(self.net_.parameters(), lr=p["lr"],
+                                                           weight_decay=p["weight_decay"]))
+        self.net_.eval()  # drops item vectors computed before the best epoch's weights were restored
+        self.target_items_ = None
+        if p["use_cf"]:
+            self.cf_ = itemknn.similarity(scenario, p["neighbours"])
+        if p["use_text"]:
+            self.semantic_ = self._semantic_model().fit(scenario)
+        if progress:
+            progress({"stage": "calibrating on validation"}, 1.0)
+        self.calibration_[False] = calibration.calibrate(self, scenario, use_cf=False)
+        if self.cf_ is not None:
+            self.calibration_[True] = calibration.calibrate(self, scenario, use_cf=True)
+        return self
+
+    # ---- scoring -----------------------------------------------------------------------------------------------
+    def prepare(self):
+        """The target items' (normalised) vectors, biases and moments, shared by every batch of an evaluation."""
+        net = self.net_
+        net.freeze_items()
+        n = self.n_target_
+        self.target_items_ = F.normalize(net.item_table[:n], dim=-1)
+        self.target_bias_ = net.item_bias[:n]
+        self.new_items_ = torch.nonzero(~net.known[:n]).squeeze(1)
+        v, b = self.target_items_.double(), self.target_bias_.double()
+        self.moments_ = (v.mean(0), v.T @ v / len(v), v.T @ b / len(v), b.mean(), (b * b).mean())
+
+    def score(self, batch):
+        history = self.visible(batch.history.to(self.device))
+        gate, weight, offset, semantic = self._settings(history)
+        mixed, target = self.views(history, gate)
+        cf = self.cf_rows(history) if self.cf_ is not None and self.params["use_cf"] else None
+        return self.combine(mixed, target, cf, self.semantic_rows(history), gate, weight, offset, semantic)
+
+    def visible(self, history):
+        """The (left-aligned, -1 padded) histories as the network sees them: target items only without use_source,
+        each cut to its max_history most recent items."""
+        if not self.params["use_source"]:
+            history = windows.target_only(history, self.n_target_)
+        return windows.most_recent(history, self.params["max_history"])
+
+    def views(self, history, gate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised user vectors from each (visible) history and from its target items alone. Given the rows'
+        gates, a view a row gives no weight to is not computed (left at zero)."""
+        if self.target_items_ is None:
+            self.prepare()
+        if not self.params["use_source"]:
+            mixed = F.normalize(self._user_rows(history), dim=-1)
+            return mixed, mixed
+        gate = torch.full((len(history),), 0.5) if gate is None else gate.cpu()
+        mixed = torch.zeros(len(history), self.params["dim"], device=history.device)
+        target = torch.zeros_like(mixed)
+        for out, rows, rows_history in ((mixed, gate < 1, history),
+                                        (target, gate > 0, windows.target_only(history, self.n_target_))):
+            rows = rows.to(history.device)
+            if rows.any():
+                out[rows] = F.normalize(self._user_rows(rows_history[rows]), dim=-1)
+        return mixed, target
+
+    def cf_rows(self, history):
+        return collaborative.unit_rows(history, self.cf_)
+
+    def semantic_rows(self, history):
+        """(batch, n_target) the frozen-text channel's scores of the (visible) histories; None without it."""
+        if self.semantic_ is None:
+            return None
+        return self.semantic_.score(Batch(torch.zeros(len(history), dtype=torch.long), history.cpu())).to(self.device)
+
+    def _settings(self, history) -> tuple[torch.Tensor, ...]:
+        """Per row: the calibrated gate, cf weight, new-item offset and text-channel weight of its segment (cold:
+        no target history)."""
+        cold = ~((history >= 0) & (history < self.n_target_)).any(1)
+        table = self.calibration_[self.cf_ is not None and self.params["use_cf"]][cold.long().cpu()]
+        return tuple(table[:, i] for i in range(table.shape[1]))
+
+    def combine(self, mixed, target, cf, semantic, gate, weight, offset, semantic_weight) -> torch.Tensor:
+        """(batch, n_target) scores: the network on the gated user vector, plus (in network standard deviations of
+        the row) the new-item offset on never-bought items, the weighted collaborative channel and the weighted
+        frozen-text channel."""
+        gate = gate.to(mixed)[:, None]
+        users = F.normalize((1 - gate) * mixed + gate * target, dim=-1)
+        scores = torch.addmm(self.target_bias_, users, self.target_items_.T, alpha=1 / self.params["temperature"])
+        std = self._network_std(users)
+        if len(self.new_items_):
+            scores[:, self.new_items_] += (offset.to(std) * std)[:, None]
+        if cf is not None:
+            collaborative.add_rows(scores, cf, weight.to(std) * std)
+        if semantic is not None:
+            scores += (semantic_weight.to(std) * std)[:, None] * semantic
+        return scores
+
+    def _network_std(self, users: torch.Tensor) -> torch.Tensor:
+        """Per row, the std of the network scores users @ items.T / T + bias over all target items, from the
+        items' first and second moments (d x d): exact, without another pass over the (batch, n_target) scores."""
+        mean_v, gram, cross, mean_b, mean_b2 = self.moments_
+        a = users.double() / self.params["temperature"]
+        mean = a @ mean_v + mean_b
+        square = ((a @ gram) * a).sum(1) + 2 * (a @ cross) + mean_b2
+        n = self.n_target_
+        return ((square - mean ** 2).clamp(min=0) * n / max(n - 1, 1)).sqrt().float()
+
+    def _user_rows(self, history):
+        """Unnormalised target-domain user vectors from (visible) histories."""
+        lengths = (history >= 0).sum(1)
+        users = torch.empty(len(history), self.params["dim"], device=history.device)
+        for rows in torch.argsort(lengths).split(256):  # similar lengths together, each chunk cut to its longest
+            users[rows] = self.net_.user_vectors(history[rows, : max(int(lengths[rows].max()), 1)], 0)
+        return users
+
+    def item_vectors(self):
+        self.net_.freeze_items()
+        return F.normalize(self.net_.item_table, dim=-1)
+
+    @torch.no_grad()
+    def user_vectors(self, batch):
+        """(batch, dim) the network's target-domain user vectors (mixed view, before normalisation)."""
+        if self.target_items_ is None:
+            self.prepare()
+        return self._user_rows(self.visible(batch.history.to(self.device)))
+
+    # ---- state -------------------------------------------------------------------------------------------------
+    def state(self):
+        tensors = dict(self.net_.state_dict())
+        tensors.update({f"calibration.{'cf' if k else 'network'}": v for k, v in self.calibration_.items()
+                        if k is False or self.cf_ is not None})
+        if self.cf_ is not None:
+            tensors.update(itemknn.similarity_state(self.cf_, "cf."))
+        if self.semantic_ is not None:
+            tensors.update({f"semantic.{k}": v for k, v in self.semantic_.state().items()})
+        return tensors
+
+    def load_state(self, scenario, tensors):
+        self.net_ = self._net(scenario, self._text(scenario))  # text vectors come from the cache, not the weights
+        self.net_.load_state_dict({k: v for k, v in tensors.items()
+                                   if not k.startswith(("cf.", "calibration.", "semantic."))})
+        self.net_.eval()
+        self._reset(scenario)
+        self.calibration_[False] = tensors["calibration.network"]
+        if "calibration.cf" in tensors:
+            self.calibration_[True] = tensors["calibration.cf"]
+        if self.params["use_cf"]:
+            self.cf_ = itemknn.similarity_from_state(tensors, "cf.")
+        if self.params["use_text"]:
+            self.semantic_ = self._semantic_model().load_state(
+                scenario, {k.removeprefix("semantic."): v for k, v in tensors.items() if k.startswith("semantic.")})
+        return self

@@ -1,0 +1,39 @@
+"""Frozen sentence vectors made fit for ranking: centred and (partly) whitened.
+
+Raw sentence embeddings are anisotropic: every vector shares a large common direction, so the cosine of any two
+item texts is high and tells little (WhitenRec, arXiv 2402.10602). Removing the mean and rescaling the principal
+directions spreads the catalogue over the sphere. `power` interpolates: 0 only centres (and rotates), 1 whitens
+fully (every principal direction gets unit variance), values between shrink the large directions less. Fitted on
+the vectors given (a scenario's whole item table: item texts are known before any interaction, so this leaks no
+test signal). The transform is returned as (mean, projection) so a model can keep it with its weights: the axes
+of an eigendecomposition may differ in sign between machines, so they are never recomputed for a trained model.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def fit_whitening(vectors: np.ndarray, power: float = 0.5, dim: int | None = None,
+                  eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (d,), projection (d, dim or d)) of vectors (n, d): the principal axes, largest first, axis j scaled
+    by var_j^(-power/2). Rows that are all zero (items without text) take no part in the fit."""
+    x = np.asarray(vectors, dtype=np.float64)
+    k = min(dim or x.shape[1], x.shape[1])
+    rows = x[np.any(x != 0, axis=1)]
+    if len(rows) < 2:
+        return np.zeros(x.shape[1], np.float32), np.eye(x.shape[1], k, dtype=np.float32)
+    mean = rows.mean(0)
+    variance, axes = np.linalg.eigh(np.cov(rows - mean, rowvar=False))  # ascending
+    variance, axes = np.clip(variance[::-1][:k], 0, None), axes[:, ::-1][:, :k]
+    scale = (variance + eps * max(float(variance.max()), 1e-12)) ** (-power / 2)
+    return mean.astype(np.float32), (axes * scale).astype(np.float32)
+
+
+def apply_whitening(vectors, mean, projection):
+    """Rows (numpy or torch) centred, projected and L2-normalised; all-zero rows (no text) stay zero."""
+    empty = ~(vectors != 0).any(1)
+    out = (vectors - mean) @ projection
+    out[empty] = 0
+    norms = (out * out).sum(1, keepdims=True) ** 0.5 if isinstance(out, np.ndarray) else out.norm(dim=1, keepdim=True)
+    return out / (norms + 1e-12)
+
