@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from ... import kg, text
+from ...scenario import Batch
 from ...train import fit_module
 from .. import itemknn
-from ...scenario import Batch
 from ..base import Recommender
 from ..content import Content
 from . import calibration, collaborative, windows
