@@ -113,8 +113,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--target", required=True)
     s.add_argument("--both", action="store_true", help="also run the reverse direction")
     s.add_argument("--models", help="comma-separated rows: models, ablations ('lmkg -text', 'lmkg -kg', "
-                                    "'lmkg -source', 'lmkg -cf'), peers (recbole-sasrec, recbole-lightgcn); "
-                                    "default: every model and ablation")
+                                    "'lmkg -source', 'lmkg -cf'), peers (recbole-sasrec, recbole-lightgcn, "
+                                    "recbole-sasrec-mixed); default: every model and ablation")
     s.add_argument("--seeds", default="0", help="comma-separated seeds")
     s.add_argument("--ablation-seeds", help="seeds for ablations and peers (default: --seeds)")
     s.add_argument("--out", default="docs/benchmarks.md")

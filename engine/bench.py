@@ -136,9 +136,11 @@ def render(rows: list[dict], seeds, workspace=None) -> str:
              "leave-last-out in the target (test = last). Cold users: 20% of the overlapping users, all their target "
              "interactions held out, scored from their source history alone. `eval s` = scoring and ranking every "
              "test case of the scenario plus all metrics, excluding training. `lmkg -x` = lmkg trained without x "
-             "(text, knowledge graph, source-domain history, collaborative channel). `recbole-*` = RecBole 1.2.1 "
-             "peers trained on the same scenario's target-domain training data; they cannot serve cold users (—) "
-             "and their coverage is over warm users.", "",
+             "(text, knowledge graph, source-domain history, collaborative channel). `recbole-sasrec` and "
+             "`recbole-lightgcn` = RecBole 1.2.1 peers trained to early stopping on the same scenario's target-domain "
+             "training data; they cannot serve cold users (—) and their coverage is over warm users; "
+             "`recbole-sasrec-mixed` = RecBole SASRec on the users' mixed-domain sequences, scored on target items, "
+             "cold users included.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [r["direction"], r["model"], ",".join(map(str, r["seeds"]))]

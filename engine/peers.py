@@ -69,9 +69,8 @@ def run_peer(source: str, target: str, model: str, seed: int = 0, workspace=None
     cases = sc.test.subset(rows)
     top = _target_indices(sc, cases, result["top"], mixed)
     ev = evaluate.evaluate_top(sc, cases, top)
-    summary = {segment: ev.summary[segment] for segment in SEGMENTS}
-    if mixed:  # scored on cold cases too: keep every segment
-        summary = dict(ev.summary)
+    # a mixed-view peer is scored on cold cases too: it keeps every segment
+    summary = dict(ev.summary) if mixed else {segment: ev.summary[segment] for segment in SEGMENTS}
     eval_seconds = result["rank_seconds"] + time.time() - started
 
     info = ("epochs_run", "best_epoch", "stop_reason", "valid_ndcg@10_per_epoch", "best_valid_ndcg@10",
