@@ -116,7 +116,8 @@ def parser() -> argparse.ArgumentParser:
                                     "'lmkg -source', 'lmkg -cf'), peers (recbole-sasrec, recbole-lightgcn, "
                                     "recbole-sasrec-mixed); default: every model and ablation")
     s.add_argument("--seeds", default="0", help="comma-separated seeds")
-    s.add_argument("--ablation-seeds", help="seeds for ablations and peers (default: --seeds)")
+    s.add_argument("--ablation-seeds", help="seeds for ablations (default: --seeds)")
+    s.add_argument("--peer-seeds", help="seeds for peers, about an hour each (default: --ablation-seeds)")
     s.add_argument("--out", default="docs/benchmarks.md")
     s.add_argument("--reuse", action="store_true", help="tabulate existing finished runs instead of retraining them")
     s.set_defaults(func=cmd_bench)
@@ -324,7 +325,8 @@ def cmd_bench(args):
     seeds = lambda text: [int(s) for s in text.split(",")] if text else None
     report = bench.run(args.source, args.target, both=args.both,
                        models=[m.strip() for m in args.models.split(",")] if args.models else None,
-                       seeds=seeds(args.seeds), side_seeds=seeds(args.ablation_seeds), out=args.out,
+                       seeds=seeds(args.seeds), side_seeds=seeds(args.ablation_seeds),
+                       peer_seeds=seeds(args.peer_seeds), out=args.out,
                        workspace=args.workspace, progress_factory=ProgressBar, reuse=args.reuse)
     emit(args, report["rows"], report["markdown"])
 

@@ -32,9 +32,10 @@ DEFAULT_ROWS = [*api.MODELS, *ABLATIONS]
 
 
 def run(source: str, target: str, both: bool = False, models=None, seeds=(0,), out=None, workspace=None,
-        progress_factory=None, reuse: bool = False, side_seeds=None) -> dict:
+        progress_factory=None, reuse: bool = False, side_seeds=None, peer_seeds=None) -> dict:
     """Train (or, with reuse, take the latest finished run with the same settings of) every row x direction x seed
-    and tabulate. Ablations and peers run on `side_seeds` (default: the same seeds)."""
+    and tabulate. Ablations run on `side_seeds` (default: the same seeds), peers on `peer_seeds` (default: the
+    ablations')."""
     directions = [(source, target)] + ([(target, source)] if both else [])
     unknown = [m for m in models or [] if m not in VARIANTS and m not in PEERS]
     if unknown:
@@ -71,7 +72,7 @@ def run(source: str, target: str, both: bool = False, models=None, seeds=(0,), o
     rows = []
     for src, tgt in directions:
         for name in models or DEFAULT_ROWS:
-            records = [obtain(src, tgt, name, seed) for seed in (seeds if name in api.MODELS else side_seeds or seeds)]
+            records = [obtain(src, tgt, name, seed) for seed in row_seeds(name, seeds, side_seeds, peer_seeds)]
             rows.append(_row(src, tgt, name, records))
     markdown = render(rows, seeds, workspace)
     if out:
@@ -81,6 +82,15 @@ def run(source: str, target: str, both: bool = False, models=None, seeds=(0,), o
         tmp.write_text(markdown)
         os.replace(tmp, path)
     return {"rows": rows, "markdown": markdown}
+
+
+def row_seeds(name: str, seeds, side_seeds=None, peer_seeds=None) -> list[int]:
+    """The seeds a bench row runs on: a model its `seeds`, an ablation `side_seeds` (default: `seeds`), a peer
+    `peer_seeds` (default: the ablations')."""
+    if name in api.MODELS:
+        return list(seeds)
+    side = side_seeds or seeds
+    return list(peer_seeds or side) if name in PEERS else list(side)
 
 
 def _settings_key(params: dict) -> str:

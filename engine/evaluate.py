@@ -70,10 +70,17 @@ def mask_known(scores: torch.Tensor, cases: Cases, rows: np.ndarray) -> torch.Te
     return scores
 
 
-def top_and_hits(scores: torch.Tensor, cases: Cases, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Top-TOP target items of each row and whether each is relevant for the row's case."""
-    top = scores.topk(TOP, dim=1).indices.numpy()
+def top_and_hits(scores: torch.Tensor, cases: Cases, rows: np.ndarray, k: int = TOP) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k target items of each row and whether each is relevant for the row's case."""
+    top = scores.topk(k, dim=1).indices.numpy()
     return top, (top[:, :, None] == cases.relevant.padded(rows)[:, None, :]).any(2)
+
+
+def ndcg_sum(scores: torch.Tensor, cases: Cases, rows: np.ndarray, k: int = 10) -> float:
+    """The rows' total NDCG@k from their (masked) scores, ranking only the top k: what models choose their
+    settings by on validation cases."""
+    _, hits = top_and_hits(scores, cases, rows, k)
+    return float(metrics.ranking_metrics(hits, cases.relevant.lengths[rows], ks=(k,))[f"ndcg@{k}"].sum())
 
 
 def _keep_sampled(scores: torch.Tensor, relevant: np.ndarray, n: int, rng) -> torch.Tensor:

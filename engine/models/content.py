@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from .. import kg, metrics, text
-from ..evaluate import mask_known, top_and_hits
+from .. import kg, text
+from ..evaluate import mask_known, ndcg_sum
 from ..text_space import apply_whitening, fit_whitening
 from .base import Recommender
 
@@ -101,9 +101,7 @@ class Content(Recommender):
                         text_scores = self._text_scores(weights, power)
                         for w in self._candidates("entity_weight"):
                             _combine(text_scores, entity, w, out=scores)
-                            _, hits = top_and_hits(mask_known(scores, cases, rows), cases, rows)
-                            ndcg = metrics.ranking_metrics(hits, cases.relevant.lengths[rows], ks=(10,))["ndcg@10"]
-                            totals[(power, decay, w)] += float(ndcg.sum())
+                            totals[(power, decay, w)] += ndcg_sum(mask_known(scores, cases, rows), cases, rows)
         best = max(grid, key=totals.get)  # the first of equals: candidates are listed most plausible first
         return dict(zip(SETTINGS, best)), totals[best] / max(len(cases), 1)
 

@@ -107,6 +107,23 @@ def test_calibration_is_chosen_on_validation_cases_only(lmkg, small_scenario):
         assert not calibration.calibrate(lmkg, blind, use_cf=True).any()
 
 
+def test_switching_the_collaborative_channel_on_a_trained_model_recalibrates(lmkg, small_scenario):
+    """What api.derive does: reload the weights with use_cf changed. Off: the stored cf channel is dropped and a
+    calibration without it is chosen on validation; back on: the channel is refitted and scores as before."""
+    from engine.models.lmkg import calibration
+    sc = small_scenario
+    off = MODELS["lmkg"].from_state({**lmkg.params, "use_cf": False}, sc, lmkg.state())
+    assert off.cf_ is None
+    assert not off.calibration_[False][:, calibration.COLUMNS.index("cf")].any()
+    with torch.no_grad():
+        assert torch.equal(off.calibration_[False], calibration.calibrate(lmkg, sc, use_cf=False))
+    on = MODELS["lmkg"].from_state({**lmkg.params, "use_cf": True}, sc, off.state())
+    assert on.cf_ is not None and torch.equal(on.calibration_[True], lmkg.calibration_[True])
+    history = torch.as_tensor(sc.valid.history.padded(np.arange(8)))
+    batch = scenarios.Batch(torch.zeros(8, dtype=torch.long), history)
+    assert torch.allclose(on.score(batch), lmkg.score(batch), atol=1e-5)
+
+
 def test_a_new_item_with_text_close_to_the_history_reaches_the_top_10():
     """Target item 'fresh' has no training interaction at all; its title matches what one user keeps buying."""
     sc = new_item_scenario()

@@ -21,13 +21,14 @@ DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.
             "seed": 0, "text_dim": 128, "whitening": 0.5, "target_view": 0.5, "use_text": True, "use_kg": True,
             "use_source": True, "use_cf": True, "cold_windows": True, "neighbours": 100, "kg_hops": 2,
             "encoder": text.DEFAULT_ENCODER}
+CALIBRATION_KEYS = {False: "calibration.network", True: "calibration.cf"}  # use_cf -> its calibration's weights key
 
 
 class LMKG(ExplanationHooks, Recommender):
     name = "lmkg"
     uses_history = True
     defaults = DEFAULTS
-    post_training = ("use_cf",)  # the collaborative channel is fitted (and calibrated both ways) after the network
+    post_training = ("use_cf",)  # the collaborative channel is fitted and calibrated after the network
 
     def _semantic_model(self) -> Content:
         """The frozen-text channel: engine.models.content in the whitened sentence space (its entity part only
@@ -62,8 +63,7 @@ class LMKG(ExplanationHooks, Recommender):
     def _reset(self, scenario):
         self.n_target_, self.target_items_ = scenario.n_target, None
         self.cf_, self.semantic_ = None, None
-        neutral = calibration.neutral()  # the network as trained
-        self.calibration_ = {False: neutral, True: neutral}
+        self.calibration_ = {}  # use_cf -> its calibration; until calibrated, the network as trained
 
     def fit(self, scenario, progress=None):
         self._seed()
@@ -87,16 +87,21 @@ class LMKG(ExplanationHooks, Recommender):
                                                            weight_decay=p["weight_decay"]))
         self.net_.eval()  # drops item vectors computed before the best epoch's weights were restored
         self.target_items_ = None
-        if p["use_cf"]:
-            self.cf_ = itemknn.similarity(scenario, p["neighbours"])
         if p["use_text"]:
             self.semantic_ = self._semantic_model().fit(scenario)
         if progress:
             progress({"stage": "calibrating on validation"}, 1.0)
-        self.calibration_[False] = calibration.calibrate(self, scenario, use_cf=False)
-        if self.cf_ is not None:
-            self.calibration_[True] = calibration.calibrate(self, scenario, use_cf=True)
+        self._calibrate(scenario)
         return self
+
+    def _calibrate(self, scenario):
+        """Calibrate for the current use_cf (fitting the collaborative channel first if it is used and missing):
+        after fit, and in load_state when api.derive switched use_cf on a trained run."""
+        use_cf = bool(self.params["use_cf"])
+        if use_cf and self.cf_ is None:
+            self.cf_ = itemknn.similarity(scenario, self.params["neighbours"])
+        if use_cf not in self.calibration_:
+            self.calibration_[use_cf] = calibration.calibrate(self, scenario, use_cf=use_cf)
 
     # ---- scoring -----------------------------------------------------------------------------------------------
     def prepare(self):
@@ -155,23 +160,35 @@ class LMKG(ExplanationHooks, Recommender):
         """Per row: the calibrated gate, cf weight, new-item offset and text-channel weight of its segment (cold:
         no target history)."""
         cold = ~((history >= 0) & (history < self.n_target_)).any(1)
-        table = self.calibration_[self.cf_ is not None and self.params["use_cf"]][cold.long().cpu()]
+        table = self.calibration_.get(self.cf_ is not None and self.params["use_cf"], calibration.neutral())
+        table = table[cold.long().cpu()]
         return tuple(table[:, i] for i in range(table.shape[1]))
 
     def combine(self, mixed, target, cf, semantic, gate, weight, offset, semantic_weight) -> torch.Tensor:
         """(batch, n_target) scores: the network on the gated user vector, plus (in network standard deviations of
         the row) the new-item offset on never-bought items, the weighted collaborative channel and the weighted
         frozen-text channel."""
+        scores, std = self.network_scores(mixed, target, gate)
+        return self.add_channels(scores, std, cf, semantic, weight, offset, semantic_weight)
+
+    def network_scores(self, mixed, target, gate, out=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, n_target) the network's scores of the gated user vectors (into `out` if given), and (batch,)
+        their standard deviation over the target items: the unit every other channel is added in."""
         gate = gate.to(mixed)[:, None]
         users = F.normalize((1 - gate) * mixed + gate * target, dim=-1)
-        scores = torch.addmm(self.target_bias_, users, self.target_items_.T, alpha=1 / self.params["temperature"])
-        std = self._network_std(users)
-        if len(self.new_items_):
+        scores = torch.addmm(self.target_bias_, users, self.target_items_.T, alpha=1 / self.params["temperature"],
+                             out=out)
+        return scores, self._network_std(users)
+
+    def add_channels(self, scores, std, cf, semantic, weight, offset, semantic_weight) -> torch.Tensor:
+        """scores (in place) + offset * std on never-bought items + weight * std * cf + semantic_weight * std *
+        semantic; a channel whose weights are all 0 is skipped."""
+        if len(self.new_items_) and offset.any():
             scores[:, self.new_items_] += (offset.to(std) * std)[:, None]
-        if cf is not None:
+        if cf is not None and weight.any():
             collaborative.add_rows(scores, cf, weight.to(std) * std)
-        if semantic is not None:
-            scores += (semantic_weight.to(std) * std)[:, None] * semantic
+        if semantic is not None and semantic_weight.any():
+            scores.addcmul_((semantic_weight.to(std) * std)[:, None], semantic)
         return scores
 
     def _network_std(self, users: torch.Tensor) -> torch.Tensor:
@@ -206,8 +223,7 @@ class LMKG(ExplanationHooks, Recommender):
     # ---- state -------------------------------------------------------------------------------------------------
     def state(self):
         tensors = dict(self.net_.state_dict())
-        tensors.update({f"calibration.{'cf' if k else 'network'}": v for k, v in self.calibration_.items()
-                        if k is False or self.cf_ is not None})
+        tensors.update({CALIBRATION_KEYS[k]: v for k, v in self.calibration_.items()})
         if self.cf_ is not None:
             tensors.update(itemknn.similarity_state(self.cf_, "cf."))
         if self.semantic_ is not None:
@@ -220,12 +236,13 @@ class LMKG(ExplanationHooks, Recommender):
                                    if not k.startswith(("cf.", "calibration.", "semantic."))})
         self.net_.eval()
         self._reset(scenario)
-        self.calibration_[False] = tensors["calibration.network"]
-        if "calibration.cf" in tensors:
-            self.calibration_[True] = tensors["calibration.cf"]
-        if self.params["use_cf"]:
+        for use_cf, key in CALIBRATION_KEYS.items():
+            if key in tensors:
+                self.calibration_[use_cf] = tensors[key]
+        if self.params["use_cf"] and any(k.startswith("cf.") for k in tensors):
             self.cf_ = itemknn.similarity_from_state(tensors, "cf.")
         if self.params["use_text"]:
             self.semantic_ = self._semantic_model().load_state(
                 scenario, {k.removeprefix("semantic."): v for k, v in tensors.items() if k.startswith("semantic.")})
+        self._calibrate(scenario)  # a no-op unless api.derive switched use_cf
         return self
