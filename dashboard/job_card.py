@@ -21,7 +21,7 @@ def title(job: dict) -> str:
 
 
 def card(ws: str, job: dict, full: bool = True) -> None:
-    active = job["status"] in ("starting", "running")
+    active = job["status"] in api.JOB_ACTIVE
     with st.container(border=True):
         top = st.columns([5, 2, 1.4])
         top[0].markdown(f"**{title(job)}**  \n`{job['id']}`" + (f" → run `{job['run_id']}`" if job["run_id"] else ""))

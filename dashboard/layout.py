@@ -12,22 +12,20 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine import api, evaluate
-from engine.models import MODELS
-from engine.models.base import explainable, learns_vectors
-from engine.store import workspace_path
+from engine import api
 
 SEGMENTS = ("warm", "cold", "all")
 SEGMENT_COLOURS = {"warm": "#1f6feb", "cold": "#e8590c", "all": "#7048e8"}
 SEGMENT_GROUPS = {"users": "Users", "items": "Held-out item's popularity", "activity": "User activity"}  # labels
 PALETTE = ["#1f6feb", "#e8590c", "#2f9e44", "#7048e8", "#c2255c", "#0c8599", "#f08c00", "#5c940d", "#862e9c",
            "#364fc7", "#a61e4d", "#495057"]
-HISTORY_MODELS = [m for m, cls in MODELS.items() if explainable(cls)]  # their recommendations can be explained
-VECTOR_MODELS = [m for m, cls in MODELS.items() if learns_vectors(cls)]  # their runs get embedding maps
+MODELS = api.models()
+HISTORY_MODELS = [m for m, about in MODELS.items() if about["explainable"]]  # their recommendations can be explained
+VECTOR_MODELS = [m for m, about in MODELS.items() if about["item_vectors"]]  # their runs get embedding maps
 
 
 def workspace() -> str:
-    return str(workspace_path().resolve())
+    return api.workspace_folder()
 
 
 def header(title: str, caption: str) -> None:
@@ -65,19 +63,11 @@ def run_label(row) -> str:
     return f"{row.get('variant', row['model'])} · {direction(row['source'], row['target'])} · seed {row['seed']} · {row['run']}"
 
 
-def metric_columns(table: pd.DataFrame) -> dict[str, tuple[str, str]]:
-    """{column: (segment, metric)} for the runs table's "<segment> <metric@k>" columns; a segment's name may hold
-    spaces ("users 1-2"), a metric's does not."""
-    split = {c: tuple(c.rsplit(" ", 1)) for c in table.columns if " " in c}
-    known = {s for names in evaluate.segment_groups(seg for seg, _ in split.values()).values() for s in names}
-    return {c: (seg, metric) for c, (seg, metric) in split.items() if seg in known and "@" in metric}
-
-
-def segment_groups(table: pd.DataFrame) -> dict[str, list[str]]:
-    """{label: segments} that the runs table's metric columns carry: users (warm, cold, all), the held-out item's
-    popularity buckets, the user-activity buckets (runs stored before buckets existed have users only)."""
-    segments = dict.fromkeys(seg for seg, _ in metric_columns(table).values())
-    groups = evaluate.segment_groups(segments)
+def segment_groups(segments) -> dict[str, list[str]]:
+    """{label: segments} of the segments some runs report: users (warm, cold, all), the held-out item's popularity
+    buckets, the user-activity buckets (runs stored before buckets existed have users only)."""
+    segments = dict.fromkeys(segments)
+    groups = api.segment_groups(segments)
     groups["users"] = [s for s in SEGMENTS if s in segments]
     return {SEGMENT_GROUPS[g]: names for g, names in groups.items() if names}
 
@@ -129,16 +119,19 @@ def compare(ws: str, run_a: str, run_b: str, metric: str) -> dict:
     return api.compare(run_a, run_b, metric, ws)
 
 
+@st.cache_data(ttl=2, show_spinner=False)
+def metrics(ws: str) -> pd.DataFrame:
+    return api.metrics_long(ws)
+
+
 @st.cache_data(max_entries=4, show_spinner="Reading the embedding maps ...")
 def maps(ws: str, run_id: str) -> dict:
-    from engine import maps as embedding_maps
-    return embedding_maps.read_maps(run_id, ws)
+    return api.read_maps(run_id, ws)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def neighbours(ws: str, run_id: str, item_id: str) -> pd.DataFrame:
-    from engine import maps as embedding_maps
-    return embedding_maps.domain_neighbours(run_id, item_id, workspace=ws)
+    return api.domain_neighbours(run_id, item_id, workspace=ws)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -5,8 +5,10 @@ import argparse
 import json
 import sys
 
-from . import api, evaluate, jobs
+from . import api, evaluate, jobs, runs
+from .errors import CrossLensError
 from .models import MODELS
+from .request import TrainRequest
 
 HEADLINE = ("ndcg@10", "hr@10", "mrr@10", "coverage@10")
 BUCKET_TABLES = {  # segment group -> what its buckets are, above its table in `show`
@@ -20,6 +22,7 @@ BUCKET_TABLES = {  # segment group -> what its buckets are, above its table in `
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
+        args.workspace = api.open_workspace(args.workspace)  # opened once, passed down
         return args.func(args) or 0
     except (ValueError, KeyError, FileNotFoundError) as err:  # DatasetError and CrossLensError are ValueErrors
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
@@ -48,9 +51,9 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_datasets)
 
     s = sub.add_parser("train", parents=[common], help="train and evaluate a model on a scenario")
-    s.add_argument("--source", required=True, help="source domain(s), comma-separated")
-    s.add_argument("--target", required=True)
-    s.add_argument("--model", required=True, choices=list(MODELS))
+    s.add_argument("--source", help="source domain(s), comma-separated (required)")
+    s.add_argument("--target", help="(required)")
+    s.add_argument("--model", choices=list(MODELS), help="(required)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--cold-fraction", type=float, default=0.2)
     s.add_argument("--epochs", type=int)
@@ -58,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model setting, e.g. --set dim=32")
     s.add_argument("--no-maps", action="store_true", help="skip the embedding maps (`map RUN_ID` adds them later)")
     s.add_argument("--background", action="store_true", help="run as a background job; print its id and return")
-    s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs in the job's own process
+    s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs: the request is the job's
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("jobs", parents=[common], help="list background jobs with their progress")
@@ -206,19 +209,14 @@ def cmd_datasets(args):
 
 
 def cmd_train(args):
-    source = [s.strip() for s in args.source.split(",") if s.strip()]
-    settings = api.parse_settings(args.set)
+    request = jobs.request_of(args.job, args.workspace) if args.job else train_request(args)
     if args.background:
-        job = jobs.start_training(source, args.target, args.model, args.seed, args.cold_fraction, args.epochs,
-                                  settings, maps=not args.no_maps, workspace=args.workspace)
+        job = jobs.start_training(request, args.workspace)
         return emit(args, job, f"job {job['id']} started; `python -m engine jobs` shows its progress")
     with jobs.reporting(args.job, args.workspace) as reporter:
-        bar = reporter or ProgressBar(args.model)
+        bar = reporter or ProgressBar(request.model)
         try:
-            record = api.train(source, args.target, args.model, seed=args.seed, cold_fraction=args.cold_fraction,
-                               epochs=args.epochs, settings=settings, sampled=args.sampled,
-                               workspace=args.workspace, progress=bar, maps=not args.no_maps,
-                               on_run=reporter and reporter.attach)
+            record = runs.train(request, args.workspace, progress=bar, on_run=reporter and reporter.attach)
         finally:
             if not reporter:
                 bar.close()
@@ -226,6 +224,15 @@ def cmd_train(args):
         return
     emit(args, record, f"run {record['id']} ({record['model']}, train {record['train_seconds']:.1f} s, "
                        f"eval {record['eval_seconds']:.2f} s)\n" + metrics_table(record["metrics"]))
+
+
+def train_request(args) -> TrainRequest:
+    missing = [f"--{name}" for name in ("source", "target", "model") if not getattr(args, name)]
+    if missing:
+        raise CrossLensError(f"train needs {', '.join(missing)}, e.g. `python -m engine train --source arts "
+                             f"--target office --model lmkg`.")
+    return TrainRequest(args.source, args.target, args.model, args.seed, args.cold_fraction, args.epochs,
+                        api.parse_settings(args.set, args.model), args.sampled, not args.no_maps)
 
 
 def metrics_table(metrics: dict, names=HEADLINE) -> str:

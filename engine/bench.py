@@ -8,13 +8,17 @@ from __future__ import annotations
 import os
 import platform
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import api, evaluate
+from . import evaluate, peers, runs
+from .device import default_device
+from .errors import CrossLensError
+from .models import MODELS
+from .request import TrainRequest, make_model
+from .store import write_text
 
 COLUMNS = [("warm", "ndcg@10"), ("warm", "hr@10"), ("warm", "mrr@10"),
            ("cold", "ndcg@10"), ("cold", "hr@10"), ("cold", "mrr@10"), ("all", "coverage@10")]
@@ -26,9 +30,9 @@ OURS = "lmkg"
 # row name -> (model, settings)
 ABLATIONS = {"lmkg -text": {"use_text": False}, "lmkg -kg": {"use_kg": False}, "lmkg -source": {"use_source": False},
              "lmkg -cf": {"use_cf": False}}
-VARIANTS = {**{m: (m, {}) for m in api.MODELS}, **{k: (OURS, v) for k, v in ABLATIONS.items()}}
+VARIANTS = {**{m: (m, {}) for m in MODELS}, **{k: (OURS, v) for k, v in ABLATIONS.items()}}
 PEERS = {"recbole-sasrec": "sasrec", "recbole-lightgcn": "lightgcn", "recbole-sasrec-mixed": "sasrec-mixed"}
-DEFAULT_ROWS = [*api.MODELS, *ABLATIONS]
+DEFAULT_ROWS = [*MODELS, *ABLATIONS]
 
 
 def run(source: str, target: str, both: bool = False, models=None, seeds=(0,), out=None, workspace=None,
@@ -39,11 +43,11 @@ def run(source: str, target: str, both: bool = False, models=None, seeds=(0,), o
     directions = [(source, target)] + ([(target, source)] if both else [])
     unknown = [m for m in models or [] if m not in VARIANTS and m not in PEERS]
     if unknown:
-        raise api.CrossLensError(f"unknown bench row(s) {', '.join(unknown)}; choose from "
+        raise CrossLensError(f"unknown bench row(s) {', '.join(unknown)}; choose from "
                                  f"{', '.join([*VARIANTS, *PEERS])}.")
     done = {}
     if reuse:
-        for r in api.runs(workspace):
+        for r in runs.runs(workspace):
             if r["status"] == "done" and len(r["scenario"]["source"]) == 1:
                 done[(r["scenario"]["source"][0], r["scenario"]["target"], r["model"], r["scenario"]["seed"],
                       _settings_key(r["config"]["params"]))] = r
@@ -51,20 +55,19 @@ def run(source: str, target: str, both: bool = False, models=None, seeds=(0,), o
     def obtain(src, tgt, name, seed) -> dict:
         model, settings = VARIANTS.get(name, (name, {}))
         key = (src, tgt, model, seed,
-               None if name in PEERS else _settings_key(api.make_model(model, settings, seed).params))
+               None if name in PEERS else _settings_key(make_model(model, settings, seed).params))
         found = done.get(key) or next((r for k, r in done.items() if name in PEERS and k[:4] == key[:4]), None)
         if found:
             return found
-        if settings and set(settings) <= set(api.MODELS[model].post_training):  # same network: no retraining
-            record = api.derive(obtain(src, tgt, model, seed)["id"], settings, workspace=workspace)
+        if settings and set(settings) <= set(MODELS[model].post_training):  # same network: no retraining
+            record = runs.derive(obtain(src, tgt, model, seed)["id"], settings, workspace=workspace)
         else:
             progress = progress_factory(f"{src}->{tgt} {name} seed {seed}") if progress_factory else None
             if name in PEERS:
-                from . import peers
                 record = peers.run_peer(src, tgt, PEERS[name], seed, workspace=workspace, progress=progress)
             else:
-                record = api.train(src, tgt, model, seed=seed, settings=settings, workspace=workspace,
-                                   progress=progress, maps=False)  # maps are not benchmarked; `map` adds them
+                request = TrainRequest(src, tgt, model, seed, settings=settings, maps=False)  # `map` adds them
+                record = runs.train(request, workspace, progress)
             getattr(progress, "close", lambda: None)()
         done[key] = record
         return record
@@ -78,16 +81,14 @@ def run(source: str, target: str, both: bool = False, models=None, seeds=(0,), o
     if out:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(markdown)
-        os.replace(tmp, path)
+        write_text(markdown, path)
     return {"rows": rows, "markdown": markdown}
 
 
 def row_seeds(name: str, seeds, side_seeds=None, peer_seeds=None) -> list[int]:
     """The seeds a bench row runs on: a model its `seeds`, an ablation `side_seeds` (default: `seeds`), a peer
     `peer_seeds` (default: the ablations')."""
-    if name in api.MODELS:
+    if name in MODELS:
         return list(seeds)
     side = side_seeds or seeds
     return list(peer_seeds or side) if name in PEERS else list(side)
@@ -140,7 +141,7 @@ def render(rows: list[dict], seeds, workspace=None) -> str:
     lines = ["# Benchmarks", "",
              f"Generated by `python -m engine bench` on {time.strftime('%Y-%m-%d')}; {platform.machine()}, "
              f"{os.cpu_count()} CPU cores, torch {torch.__version__}, "
-             f"device {'cuda' if torch.cuda.is_available() else 'cpu'}; mean ± std over the seeds listed.",
+             f"device {default_device()}; mean ± std over the seeds listed.",
              "",
              "Protocol: full ranking over every target-domain item, the user's known target items masked. Warm users: "
              "leave-last-out in the target (test = last). Cold users: 20% of the overlapping users, all their target "
@@ -288,6 +289,6 @@ def _p_values(a: dict, b: dict, seg: str, workspace, seeds=None) -> str:
     """The paired test's p on the segment for each seed both rows have (or each of `seeds`); — for a seed where the
     segment has no cases."""
     runs_b = dict(zip(b["seeds"], b["runs"]))
-    p = [api.compare(x, runs_b[seed], workspace=workspace)["segments"].get(seg, {}).get("p_value")
+    p = [runs.compare(x, runs_b[seed], workspace=workspace)["segments"].get(seg, {}).get("p_value")
          for seed, x in zip(a["seeds"], a["runs"]) if seed in runs_b and (seeds is None or seed in seeds)]
     return ", ".join("—" if v is None else f"{v:.2g}" for v in p) or "no common seed"

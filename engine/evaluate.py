@@ -18,9 +18,9 @@ import torch
 
 from . import metrics
 from .errors import CrossLensError
-from .scenario import Cases, Scenario
+from .scenario import CASE_SEGMENTS, Cases, Scenario
 
-SEGMENTS = ("all", "warm", "cold")
+SEGMENTS = ("all", *CASE_SEGMENTS)
 TOP = max(metrics.KS)
 # Bucket boundaries: each is the lowest value of the next bucket. Items: the held-out item's target-domain training
 # interactions, [0,1) new, [1,5) tail, [5,20) torso, [20,inf) head. Users: target items in the case's history,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -25,9 +26,8 @@ with warnings.catch_warnings():  # shap's plotting colours use matplotlib calls 
     warnings.simplefilter("ignore", PendingDeprecationWarning)
     import shap
 
-from . import api, kg
 from .errors import CrossLensError
-from .models import MODELS
+from .evaluate import mask_known
 from .models.base import explainable
 from .scenario import Batch
 
@@ -38,7 +38,7 @@ DELETED = 3             # features the deletion check removes
 RANDOM_DELETIONS = 100  # random removals the top features are compared with (all of them when there are fewer)
 
 
-def _cannot(model: str, run_id: str) -> str:
+def cannot_explain(model: str, run_id: str) -> str:
     return (f"run {run_id or '(unsaved)'} is a '{model}' model, which does not score from the user's history, so its "
             f"recommendations cannot be explained by removing history items or item attributes; explain an lmkg or "
             f"itemknn run.")
@@ -66,40 +66,26 @@ class Explainer:
 
     def __init__(self, scenario, model, run_id: str = ""):
         if not explainable(type(model)):
-            raise CrossLensError(_cannot(model.name, run_id))
+            raise CrossLensError(cannot_explain(model.name, run_id))
         self.sc, self.model, self.run_id = scenario, model, run_id
         with torch.no_grad():
             model.prepare()  # what every score shares, computed once
         self._target = {str(i): n for n, i in enumerate(scenario.items["item_id"].iloc[: scenario.n_target])}
-        self._graph = None
-
-    @classmethod
-    def load(cls, run_id: str, workspace=None) -> "Explainer":
-        """The explainer of a finished run (its model rebuilt from the stored weights)."""
-        model_class = MODELS.get(api.run(run_id, workspace)["model"])  # not one for a peer: load() says why
-        if model_class is not None and not explainable(model_class):
-            raise CrossLensError(_cannot(model_class.name, run_id))  # before the (slow) load
-        _, sc, model = api.load(run_id, workspace)
-        return cls(sc, model, run_id)
 
     # ---- what is explained ----------------------------------------------------------------------------------
     def pair(self, user, item) -> Pair:
         """The user's history (their test case's if they have one, as recommend() does, else their training
-        history; at most the model's max_history most recent items) and the item's entities."""
+        history, as far as the model reads it) and the item's entity slots."""
         sc = self.sc
         case = sc.user_case(sc.user(user))
         index = self.item_index(item)
-        history = case.history
-        if self.model.params.get("use_source") is False:  # lmkg without source items never sees them
-            history = history[history < sc.n_target]
-        cap = self.model.params.get("max_history")
-        history = history[-cap:] if cap else history
+        history = self.model.read_history(case.history)
         titles, domains = sc.items["title"].to_numpy(), sc.items["domain"].to_numpy()
         ids = sc.items["item_id"].to_numpy()
         labels = [f"{titles[i]} ({domains[i]})" for i in history]
         features = [{"kind": "history", "position": p, "item_id": str(ids[i]), "domain": domains[i]}
                     for p, i in enumerate(history)]
-        for relation, entity in self.entities(index):
+        for relation, entity in self.model.entity_slots(index):
             value = entity.removeprefix(f"{relation}=")
             labels.append(f"{relation}: {value}")
             features.append({"kind": "entity", "relation": relation, "value": value})
@@ -116,21 +102,6 @@ class Explainer:
                                  f"recommends '{self.sc.target}' items, so explain one of those.")
         raise CrossLensError(f"item '{item}' is not in the domains of run {self.run_id} "
                              f"({', '.join(self.sc.domains)}); check the id.")
-
-    def entities(self, item: int) -> list[tuple[str, str]]:
-        """(relation, entity) of each entity slot the model's knowledge module has for the item, in slot order."""
-        count = getattr(self.model, "entity_count", lambda _: 0)(item)
-        if count == 0:
-            return []
-        if self._graph is None:  # the same graph, in the same row order, as the model was built from
-            graph = kg.item_graph(self.sc.items, self.sc.triples, self.model.params["kg_hops"])
-            order = np.argsort(graph["item"].to_numpy(), kind="stable")
-            self._graph = (graph.iloc[order].reset_index(drop=True), graph["item"].to_numpy()[order])
-        graph, owner = self._graph
-        lo, hi = np.searchsorted(owner, [item, item + 1])
-        if hi - lo != count:
-            raise RuntimeError(f"item {item}: the knowledge graph gives {hi - lo} entities, the model has {count}")
-        return list(zip(graph["relation"].iloc[lo:hi], graph["entity"].iloc[lo:hi]))
 
     def scorer(self, pair: Pair):
         """(P, F) 0/1 masks -> (P,) model scores, all rows in one batched call to the model."""
@@ -246,32 +217,32 @@ def deletion_check(predict, score: float, attributions: dict[str, np.ndarray], l
                 "wins": bool(drops[row] > random_drop)} for row, (m, top) in enumerate(tops.items())}
 
 
+_GLOBAL_NUMPY = threading.Lock()  # numpy's global generator is one per process: one seeded user at a time
+
+
 @contextmanager
 def _seeded_numpy(seed: int):
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
+    with _GLOBAL_NUMPY:
+        state = np.random.get_state()
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
 
 
 # ---- the benchmark ------------------------------------------------------------------------------------------------
-def bench(run_id: str, n: int = 100, seed: int = 0, workspace=None, nsamples: int = SHAP_SAMPLES,
-          lime_samples: int = LIME_SAMPLES, progress=None) -> dict:
+def bench(ex: Explainer, n: int = 100, seed: int = 0, nsamples: int = SHAP_SAMPLES, lime_samples: int = LIME_SAMPLES,
+          progress=None) -> dict:
     """Explain the top-1 recommendation of n seeded test users with both methods; per method: how often the
     deletion check is won, SHAP's additivity error relative to the score scale, SHAP-LIME agreement, seconds."""
     if n < 1:
         raise CrossLensError(f"--n must be at least 1, got {n}.")
-    ex = Explainer.load(run_id, workspace)
     sc, model, cases = ex.sc, ex.model, ex.sc.test
     rows = np.sort(np.random.default_rng(seed).choice(len(cases), min(n, len(cases)), replace=False))
     with torch.no_grad():
         model.prepare()
-        scores = model.score(sc.batch(cases, rows).to(model.device)).float().cpu()
-    exclude = cases.exclude.padded(rows)
-    r, c = np.nonzero(exclude >= 0)
-    scores[r, exclude[r, c]] = -torch.inf
+        scores = mask_known(model.score(sc.batch(cases, rows).to(model.device)), cases, rows)
     top = scores.argmax(1).numpy()
     results = []
     for k, (row, item) in enumerate(zip(rows, top)):
@@ -282,7 +253,7 @@ def bench(run_id: str, n: int = 100, seed: int = 0, workspace=None, nsamples: in
         results.append(result)
         if progress:
             progress({"stage": "explaining", "cases": f"{k + 1}/{len(rows)}"}, (k + 1) / len(rows))
-    return {"run_id": run_id, "model": ex.model.name, "cases": len(results), "seed": seed,
+    return {"run_id": ex.run_id, "model": ex.model.name, "cases": len(results), "seed": seed,
             "nsamples": nsamples, "lime_samples": lime_samples, "cpu_threads": torch.get_num_threads(),
             "cpu_cores": len(os.sched_getaffinity(0)), "summary": summarise(results),
             "seconds_both_mean": float(np.mean([x["seconds"] for x in results])),

@@ -1,13 +1,13 @@
 """Background jobs: a training run (or a peer run, or a run's maps) in its own OS process, tracked in the registry.
 
-`start_training` checks the request, writes a job row and launches `python -m engine train ... --job ID` in a
-new session (process group), its output going to the job's log. That process reports through `Reporter`: the
-job row (stage, progress) at most once a second and every epoch's loss and validation figure as a line of
-`curves.jsonl`; it marks the job done, failed or cancelled itself. Readers (the dashboard, `python -m engine
-jobs`) only read, so a browser reload or a server restart loses nothing. A job whose process is gone while its
-row still says it is running (killed, machine rebooted) is marked failed on the next look, and so is its run.
-`cancel_job` terminates the process group; SIGTERM becomes KeyboardInterrupt inside, so the run is marked
-cancelled by the code that started it.
+`start_training` checks the request, writes a job row holding it and launches `python -m engine train --job ID`
+in a new session (process group), its output going to the job's log; that process reads the request back from
+the row. It reports through `Reporter`: the job row (stage, progress) at most once a second and every epoch's
+loss and validation figure as a line of `curves.jsonl`; it marks the job done, failed or cancelled itself.
+Readers (the dashboard, `python -m engine jobs`) only read, so a browser reload or a server restart loses
+nothing. A job whose process is gone while its row still says it is running (killed, machine rebooted) is marked
+failed on the next look, and so is its run. `cancel_job` terminates the process group; SIGTERM becomes
+KeyboardInterrupt inside, so the run is marked cancelled by the code that started it.
 """
 from __future__ import annotations
 
@@ -23,59 +23,53 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import maps, peers
 from .errors import CrossLensError
-from .store import JOB_ACTIVE, Store
+from .request import TrainRequest, scenario_spec
+from .store import JOB_ACTIVE, Store, open_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT_EVERY = 1.0  # seconds between progress writes (epoch ends are always written)
 
 
-def start_training(source, target: str, model: str, seed: int = 0, cold_fraction: float = 0.2,
-                   epochs: int | None = None, settings: dict | None = None, maps: bool = True,
-                   workspace=None) -> dict:
+def start_training(request: TrainRequest, workspace=None) -> dict:
     """Launch a training run as a background process; returns the job record. A request that cannot work
-    (unknown domain or model, bad setting) raises here, before any process or job exists."""
-    from . import api
-    store = Store(workspace)
-    source = [source] if isinstance(source, str) else list(source)
-    settings = dict(settings or {})
-    api.scenario_spec(store, source, target, seed, cold_fraction)
-    api.make_model(model, {**settings, **({"epochs": epochs} if epochs else {})}, seed)
-    spec = {"kind": "train", "source": source, "target": target, "model": model, "seed": seed,
-            "cold_fraction": cold_fraction, "epochs": epochs, "settings": settings}
-    args = ["train", "--source", ",".join(source), "--target", target, "--model", model, "--seed", str(seed),
-            "--cold-fraction", str(cold_fraction)]
-    args += ["--epochs", str(epochs)] if epochs else []
-    args += _set_args(settings)
-    args += [] if maps else ["--no-maps"]
-    return _launch(store, spec, args)
+    (unknown domain or model, bad setting) raises here, before any process or job exists. The process reads the
+    request back from the job's row."""
+    store = open_workspace(workspace)
+    request.check(store)
+    spec = {"kind": "train", "source": list(request.source), "target": request.target, "model": request.model,
+            "seed": request.seed, "request": request.to_dict()}
+    return _launch(store, spec, ["train"])
+
+
+def request_of(job_id: str, workspace=None) -> TrainRequest:
+    """The train request a training job was started with (read inside the job's process)."""
+    record = open_workspace(workspace).job(job_id)
+    if record is None or "request" not in record["spec"]:
+        raise CrossLensError(f"job '{job_id}' is not a training job of this workspace.")
+    return TrainRequest.from_dict(record["spec"]["request"])
 
 
 def start_peer(source: str, target: str, model: str, seed: int = 0, settings: dict | None = None,
                workspace=None) -> dict:
     """Launch a RecBole peer run (`python -m engine peer`) as a background process; returns the job record. An
     unknown peer or domain, or a missing RecBole venv, raises here."""
-    from . import api, peers
-    store = Store(workspace)
+    store = open_workspace(workspace)
     settings = dict(settings or {})
     name = peers.peer_name(model)
-    api.scenario_spec(store, source, target, seed)
+    scenario_spec(store, source, target, seed)
     spec = {"kind": "peer", "source": [source], "target": target, "model": f"recbole-{name}", "seed": seed,
             "settings": settings}
-    args = ["peer", "--source", source, "--target", target, "--model", name, "--seed", str(seed), *_set_args(settings)]
+    args = ["peer", "--source", source, "--target", target, "--model", name, "--seed", str(seed),
+            *[a for k, v in settings.items() for a in ("--set", f"{k}={v}")]]
     return _launch(store, spec, args)
-
-
-def _set_args(settings: dict) -> list[str]:
-    # The CLI reads settings as numbers or text: a switch travels as 0/1, as `--set use_text=0` would.
-    return [a for k, v in settings.items() for a in ("--set", f"{k}={int(v) if isinstance(v, bool) else v}")]
 
 
 def start_maps(run_id: str, workspace=None) -> dict:
     """Compute a finished run's embedding maps in a background process; returns the job record."""
-    from . import api, maps
-    store = Store(workspace)
-    record = api.run(run_id, workspace)
+    store = open_workspace(workspace)
+    record = store.require_run(run_id)
     maps.require_vectors(record)
     spec = {"kind": "map", "run": run_id, "model": record["model"], "source": record["scenario"]["source"],
             "target": record["scenario"]["target"], "seed": record["scenario"]["seed"]}
@@ -99,7 +93,7 @@ def _launch(store: Store, spec: dict, args: list[str]) -> dict:
 
 def jobs(workspace=None) -> list[dict]:
     """Every job, newest last; a job whose process has died without reporting is marked failed first."""
-    store = Store(workspace)
+    store = open_workspace(workspace)
     for job in store.jobs():
         if job["status"] in JOB_ACTIVE and not _alive(job):
             _mark_dead(store, job)
@@ -115,7 +109,7 @@ def job(job_id: str, workspace=None) -> dict:
 
 def cancel_job(job_id: str, workspace=None, wait: float = 10.0) -> dict:
     """Stop a running job: SIGTERM to its process group, SIGKILL if it has not ended after `wait` seconds."""
-    store = Store(workspace)
+    store = open_workspace(workspace)
     record = job(job_id, workspace)
     if record["status"] not in JOB_ACTIVE:
         return record
@@ -134,7 +128,7 @@ def cancel_job(job_id: str, workspace=None, wait: float = 10.0) -> dict:
 
 def curves(job_id: str, workspace=None) -> pd.DataFrame:
     """The job's epochs so far: stage, epoch, loss, valid_ndcg@10, seconds (a line still being written is skipped)."""
-    path = Store(workspace).job_dir(job_id) / "curves.jsonl"
+    path = open_workspace(workspace).job_dir(job_id) / "curves.jsonl"
     rows = []
     if path.exists():
         for line in path.read_text().splitlines():
@@ -146,7 +140,7 @@ def curves(job_id: str, workspace=None) -> pd.DataFrame:
 
 
 def log_tail(job_id: str, workspace=None, lines: int = 30) -> str:
-    store = Store(workspace)
+    store = open_workspace(workspace)
     path = store.job_dir(job_id) / "log.txt"
     if not path.exists():
         return ""
@@ -179,7 +173,7 @@ class Reporter:
     """Inside the job's process: the `progress` callback of api.train, writing to the registry and curves."""
 
     def __init__(self, job_id: str, workspace=None):
-        self.store, self.id = Store(workspace), job_id
+        self.store, self.id = open_workspace(workspace), job_id
         if self.store.job(job_id) is None:
             raise CrossLensError(f"no job '{job_id}' in workspace {self.store.root}.")
         self.curves = self.store.job_dir(job_id) / "curves.jsonl"

@@ -24,11 +24,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import api, kg
+from . import kg, text
 from .errors import CrossLensError
 from .models import MODELS
 from .models.base import learns_vectors
-from .store import Store, write_json, write_parquet
+from .store import Store, open_workspace, write_json, write_parquet
 
 K = 10
 MAX_POINTS = 30000
@@ -43,15 +43,6 @@ def require_vectors(record: dict) -> None:
         mappable = ", ".join(m for m, c in MODELS.items() if learns_vectors(c))
         raise CrossLensError(f"run {record['id']} ({record['status']} '{record['model']}') has no item vectors to "
                              f"map: maps are made of the item vectors of a finished run of {mappable}.")
-
-
-def compute_maps(run_id: str, workspace=None, max_points: int = MAX_POINTS, seed: int = 0) -> dict:
-    """(Re)compute the maps of a finished run from its stored weights; returns the summary."""
-    if max_points < 2:
-        raise CrossLensError(f"max points must be at least 2, got {max_points}.")
-    require_vectors(api.run(run_id, workspace))
-    _, sc, model = api.load(run_id, workspace)
-    return write_maps(Store(workspace).run_dir(run_id), sc, model, max_points, seed)
 
 
 def write_maps(folder, sc, model, max_points: int = MAX_POINTS, seed: int = 0) -> dict:
@@ -113,43 +104,23 @@ def _category(items: pd.DataFrame) -> pd.Series:
     column = (named or hierarchical or [None])[0]
     if column is None:
         return pd.Series("", index=items.index)
-    paths = items[column].astype(str).str.split("|").str[0].str.split(r"\s*>\s*", regex=True)
     out = pd.Series("", index=items.index)
-    for _, group in paths.groupby(items["domain"]):
-        shared = _shared_depth(group.tolist())
-        out[group.index] = [p[shared] if len(p) > shared else (p[-1] if p else "") for p in group]
+    for _, values in items[column].groupby(items["domain"]):
+        kept = text.without_shared_levels(values.astype(str))  # the rule item texts follow too
+        out[values.index] = kept.str.split("|").str[0].str.split(r"\s*>\s*", regex=True).str[0]
     return out.str.strip()
 
 
-def _shared_depth(paths: list[list[str]], dominant: float = 0.9) -> int:
-    """How many leading levels (almost) every path shares: one value for at least `dominant` of the paths that go
-    deeper (a few stray paths in real catalogues must not keep the root as everyone's category)."""
-    depth = 0
-    while True:
-        deeper = [p[depth] for p in paths if len(p) > depth + 1]
-        if not deeper or pd.Series(deeper).value_counts().iloc[0] < dominant * len(deeper):
-            return depth
-        depth += 1
-
-
 def user_vectors(model, sc) -> torch.Tensor | None:
-    """Normalised target-domain vectors of the test cases' users: from each case's history for models that
-    score from it (lmkg), from the user factors for factor models; None for models without either."""
+    """Normalised target-domain vectors of the test cases' users (ItemSpace.user_vectors: from each case's history
+    for models that score from it, from the user factors for factor models); None without test cases."""
     cases = sc.test
     if len(cases) == 0:
         return None
     out = []
     for lo in range(0, len(cases), 1024):
         batch = sc.batch(cases, np.arange(lo, min(lo + 1024, len(cases)))).to(model.device)
-        if model.uses_history and hasattr(model, "user_vectors"):
-            vectors = model.user_vectors(batch)
-        elif hasattr(model, "user_vectors"):  # emcdr: own factor for warm users, mapped source factor for cold
-            vectors = model.user_vectors(batch.users)
-        elif hasattr(getattr(model, "module_", None), "users"):  # bpr, cmf
-            vectors = model.module_.users(batch.users)
-        else:
-            return None
-        out.append(vectors.float().cpu())
+        out.append(model.user_vectors(batch).float().cpu())
     return F.normalize(torch.cat(out), dim=-1)
 
 
@@ -196,8 +167,9 @@ def _sample(rng, n: int, cap: int) -> np.ndarray:
 
 def read_maps(run_id: str, workspace=None) -> dict:
     """A run's stored maps: items and users (DataFrames) and the summary; a readable error when it has none."""
-    record = api.run(run_id, workspace)
-    folder = Store(workspace).run_dir(record["id"])
+    store = open_workspace(workspace)
+    record = store.require_run(run_id)
+    folder = store.run_dir(record["id"])
     if not all((folder / name).exists() for name in FILES):
         raise CrossLensError(f"run {run_id} ({record['model']}) has no embedding maps: models without item vectors "
                              f"(pop, itemknn) have none, and others get them when training ends; "
@@ -210,8 +182,9 @@ def read_maps(run_id: str, workspace=None) -> dict:
 def domain_neighbours(run_id: str, item_id: str, k: int = 5, workspace=None) -> pd.DataFrame:
     """The k nearest items to `item_id` in each domain (cosine in the run's item space): domain, rank, item_id,
     title, similarity. The stored neighbours are the nearest overall, which rarely include the other domain."""
-    record = api.run(run_id, workspace)
-    path = Store(workspace).run_dir(record["id"]) / "item_vectors.parquet"
+    store = open_workspace(workspace)
+    record = store.require_run(run_id)
+    path = store.run_dir(record["id"]) / "item_vectors.parquet"
     if not path.exists():
         raise CrossLensError(f"run {run_id} ({record['model']}) stores no item vectors.")
     table = pd.read_parquet(path)
@@ -228,7 +201,7 @@ def domain_neighbours(run_id: str, item_id: str, k: int = 5, workspace=None) -> 
         frames.append(pd.DataFrame({"domain": domain, "rank": np.arange(1, len(best) + 1),
                                     "item_id": table["item_id"].to_numpy()[best], "similarity": similarity[best]}))
     near = pd.concat(frames, ignore_index=True)
-    return near.merge(_titles(Store(workspace), near["domain"].unique()), on=["domain", "item_id"], how="left")
+    return near.merge(_titles(store, near["domain"].unique()), on=["domain", "item_id"], how="left")
 
 
 def _titles(store: Store, domains) -> pd.DataFrame:

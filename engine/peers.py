@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import api, evaluate, export
+from . import evaluate, export
 from . import scenario as scenarios
 from .errors import CrossLensError
-from .store import Store, write_parquet
+from .request import scenario_spec
+from .store import open_workspace, write_parquet
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_PYTHON = ROOT / ".venv-recbole" / "bin" / "python"
@@ -55,8 +56,8 @@ def run_peer(source: str, target: str, model: str, seed: int = 0, workspace=None
     `on_run` is called with the run id once the run exists (after training)."""
     name = peer_name(model)
     mixed = name in MIXED
-    store = Store(workspace)
-    sc = scenarios.build(store, api.scenario_spec(store, source, target, seed))
+    store = open_workspace(workspace)
+    sc = scenarios.build(store, scenario_spec(store, source, target, seed))
     with tempfile.TemporaryDirectory(prefix="crosslens-peer-") as tmp:
         folder = export.export_recbole(sc, tmp, mixed=mixed)
         result, log = _run_runner(folder, PEERS[name], seed, {**PEER_SETTINGS.get(name, {}), **(settings or {})},

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .store import Store
+from .store import open_workspace
 
 NOT_ATTRIBUTES = ("item_id", "title", "description")
 
 
 def dataset_profile(name: str, workspace=None, preview_rows: int = 20) -> dict:
-    from .api import _dataset  # the readable "no dataset" message
-    store = Store(workspace)
-    record = _dataset(store, name)
+    store = open_workspace(workspace)
+    record = store.require_dataset(name)
     inter = store.load_table(name, "interactions")
     items = store.load_table(name, "items")
     n_users, n_items = record["n_users"], record["n_items"]
@@ -33,7 +32,7 @@ def dataset_profile(name: str, workspace=None, preview_rows: int = 20) -> dict:
 
 def shared_users(workspace=None) -> pd.DataFrame:
     """Domains x domains: users present in both (the diagonal: users of the domain)."""
-    store = Store(workspace)
+    store = open_workspace(workspace)
     users = {d["name"]: set(store.load_table(d["name"], "interactions")["user_id"].unique())
              for d in store.datasets()}
     names = list(users)
@@ -42,4 +41,4 @@ def shared_users(workspace=None) -> pd.DataFrame:
 
 def runs_using(name: str, workspace=None) -> list[dict]:
     """Runs whose scenario reads the dataset (as source or target)."""
-    return [r for r in Store(workspace).runs() if name in r["scenario"].get("versions", {})]
+    return [r for r in open_workspace(workspace).runs() if name in r["scenario"].get("versions", {})]

@@ -26,6 +26,8 @@ from . import kg
 from .errors import CrossLensError
 from .store import Store
 
+CASE_SEGMENTS = ("warm", "cold")  # a case's user has target history (warm) or none (cold)
+
 MIN_WARM_TARGET = 3
 
 
@@ -78,7 +80,7 @@ def _ranges(lengths: np.ndarray) -> np.ndarray:
 class Cases:
     """Test or validation cases: who, what they saw before, what to find, what not to recommend."""
     user: np.ndarray          # global user index
-    segment: np.ndarray       # "warm" | "cold"
+    segment: np.ndarray       # one of CASE_SEGMENTS
     history: Ragged           # global item indices, oldest first
     relevant: Ragged          # target item indices
     exclude: Ragged           # target item indices masked from the ranking (known to the user)
@@ -111,7 +113,7 @@ class Scenario:
     train: pd.DataFrame          # user, item, domain (index into domains), timestamp; sorted by user then time
     valid: Cases
     test: Cases
-    workspace: Path | None = None  # where shared caches (item text embeddings) live; None: no disk cache
+    text_cache: Path | None = None  # the item-text embedding cache (Store.text_cache); None: the default workspace's
     triples: pd.DataFrame | None = None  # uploaded knowledge-graph triples: head, relation, tail, domain
 
     @property
@@ -205,10 +207,10 @@ def build(store: Store, spec: dict) -> Scenario:
     domains = [spec["target"], *spec["source"]]
     tables = {d: (store.load_table(d, "interactions"), store.load_table(d, "items"), store.load_table(d, "kg"))
               for d in domains}
-    return split(tables, spec, workspace=store.root)
+    return split(tables, spec, text_cache=store.text_cache)
 
 
-def split(tables: dict[str, tuple], spec: dict, workspace: Path | None = None) -> Scenario:
+def split(tables: dict[str, tuple], spec: dict, text_cache: Path | None = None) -> Scenario:
     """Split in-memory domain tables {domain: (interactions, items[, triples])} by the protocol."""
     rng = np.random.default_rng(spec["seed"])
     domains = [spec["target"], *spec["source"]]
@@ -277,7 +279,7 @@ def split(tables: dict[str, tuple], spec: dict, workspace: Path | None = None) -
     kg_frames = [t[2].assign(domain=d) for d, t in tables.items() if len(t) > 2 and t[2] is not None]
     triples = pd.concat(kg_frames, ignore_index=True) if kg_frames else None
     return Scenario(spec=spec, domains=domains, items=items, domain_range=ranges, users=users, train=train,
-                    valid=valid, test=test, workspace=workspace, triples=triples)
+                    valid=valid, test=test, text_cache=text_cache, triples=triples)
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

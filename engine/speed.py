@@ -13,14 +13,14 @@ import resource
 import tempfile
 import time
 
-from . import api, evaluate, scenario as scenarios, text
-from .store import Store
+from . import evaluate, scenario as scenarios, text
+from .request import TrainRequest
+from .store import open_workspace
 
 
 def run(source: str, target: str, seed: int = 0, workspace=None, progress=None) -> dict:
-    store = Store(workspace)
-    spec = scenarios.scenario_spec([source], target, seed, 0.2,
-                                   {d: api._dataset(store, d)["version"] for d in (target, source)})
+    store = open_workspace(workspace)
+    spec, model = TrainRequest(source, target, "lmkg", seed).check(store)
     sc = scenarios.build(store, spec)
     figures = {"items": sc.n_items, "test cases": len(sc.test)}
     with tempfile.TemporaryDirectory() as empty:
@@ -31,8 +31,7 @@ def run(source: str, target: str, seed: int = 0, workspace=None, progress=None) 
         started = time.perf_counter()
         text.embed_items(sc.items, empty)
         figures["cached text read s"] = time.perf_counter() - started
-    text.embed_items(sc.items, sc.workspace)  # the workspace cache warm, as every later run finds it
-    model = api.make_model("lmkg", seed=seed)
+    text.embed_items(sc.items, sc.text_cache)  # the workspace cache warm, as every later run finds it
     started = time.perf_counter()
     model.fit(sc, progress=progress)
     figures["lmkg train s"] = time.perf_counter() - started

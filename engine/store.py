@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import CrossLensError
+
 DEFAULT_WORKSPACE = "workspace"
+TEXT_CACHE = "text_cache"  # the folder of the item-text embedding cache (engine.text), in every workspace
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -45,17 +48,44 @@ def workspace_path(workspace: str | os.PathLike | None = None) -> Path:
     return Path(workspace or os.environ.get("CROSSLENS_WORKSPACE") or DEFAULT_WORKSPACE)
 
 
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    """Write atomically: a reader sees the old file or the new one."""
+def write_atomic(path: Path, write) -> None:
+    """write(tmp) into a hidden temporary file beside `path`, then rename it into place: a reader sees the old
+    file or the new one, never half of one (the temporary file is removed if writing fails)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    df.to_parquet(tmp, index=False, compression="zstd")
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    write_atomic(path, lambda tmp: df.to_parquet(tmp, index=False, compression="zstd"))
 
 
 def write_json(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=str)))
+
+
+def write_text(text: str, path: Path) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+_OPEN: dict[Path, "Store"] = {}
+
+
+def open_workspace(workspace: "str | os.PathLike | Store | None" = None) -> "Store":
+    """The workspace's Store, opened (schema, migrations, orphan sweep) once per process and then shared: a Store
+    is passed through as it is, a path (default ./workspace or $CROSSLENS_WORKSPACE) opens or finds its Store.
+    Every method opens its own SQLite connection, so one Store serves any number of threads."""
+    if isinstance(workspace, Store):
+        return workspace
+    root = workspace_path(workspace).resolve()
+    store = _OPEN.get(root)
+    if store is None or not (root / "registry.sqlite").exists():  # a folder deleted since is opened afresh
+        store = _OPEN[root] = Store(root)
+    return store
 
 
 class Store:
@@ -129,6 +159,15 @@ class Store:
             row = db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
         return _dataset_record(row) if row else None
 
+    def require_dataset(self, name: str) -> dict:
+        """The dataset's record, or a readable error that lists the datasets there are."""
+        record = self.dataset(name)
+        if record is None:
+            known = ", ".join(d["name"] for d in self.datasets()) or "none yet"
+            raise CrossLensError(f"no dataset named '{name}' in workspace {self.root} (datasets: {known}); "
+                                 f"add it with `python -m engine ingest --domain {name} --interactions FILE`.")
+        return record
+
     def datasets(self) -> list[dict]:
         with self._db() as db:
             return [_dataset_record(r) for r in db.execute("SELECT * FROM datasets ORDER BY name")]
@@ -196,11 +235,22 @@ class Store:
                              "WHERE runs.id = ?", (run_id,)).fetchone()
         return _run_record(row) if row else None
 
+    def require_run(self, run_id: str) -> dict:
+        """The run's record, or a readable error."""
+        record = self.run(run_id)
+        if record is None:
+            raise CrossLensError(f"no run '{run_id}' in this workspace; `python -m engine runs` lists them.")
+        return record
+
     def runs(self) -> list[dict]:
         with self._db() as db:
             rows = db.execute("SELECT runs.*, scenarios.spec FROM runs JOIN scenarios ON scenarios.id = scenario_id "
                               "ORDER BY created").fetchall()
         return [_run_record(r) for r in rows]
+
+    @property
+    def text_cache(self) -> Path:
+        return self.root / TEXT_CACHE
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id

@@ -27,15 +27,17 @@ with layout.readable_errors("Comparing the runs"):
     plain = [v for v in variants if "(" not in v]  # models at their default settings; variants on request
     models = mid.multiselect("Models (and variants with changed settings)", variants, default=plain or variants)
     view = view[view["variant"].isin(models)].drop(columns=["model"]).rename(columns={"variant": "model"})
-    columns = layout.metric_columns(view)
-    families = sorted({m.split("@")[0] for _, m in columns.values()})
-    metrics = sorted({m for _, m in columns.values()}, key=lambda m: (m.split("@")[0], int(m.split("@")[1])))
-    metric = right.selectbox("Metric", metrics, index=metrics.index("ndcg@10") if "ndcg@10" in metrics else 0)
-    if view.empty:
+    # Long form (run, segment, metric, k, value) of the chosen runs, with each run's model and seed.
+    long = layout.metrics(ws).dropna(subset=["k", "value"]).merge(view[["run", "model", "seed"]], on="run")
+    long["name"] = long["metric"] + "@" + long["k"].astype(str)
+    families = sorted(long["metric"].unique())
+    metrics = sorted(long["name"].unique(), key=lambda m: (m.split("@")[0], int(m.split("@")[1])))
+    if view.empty or not metrics:
         st.info("Choose at least one model.")
         st.stop()
+    metric = right.selectbox("Metric", metrics, index=metrics.index("ndcg@10") if "ndcg@10" in metrics else 0)
 
-    groups = layout.segment_groups(view)
+    groups = layout.segment_groups(long["segment"].unique())
     group = st.segmented_control("Segments", list(groups), default=next(iter(groups)), key="segment-group",
                                  help="Users: warm, cold, all. Held-out item's popularity: warm cases by the "
                                       "held-out item's target-domain training interactions. User activity: cases by "
@@ -43,10 +45,8 @@ with layout.readable_errors("Comparing the runs"):
     segments = groups[group or next(iter(groups))]
 
     # Grouped bars: the mean over seeds per segment and model, with the seeds' standard deviation.
-    long = view.melt(id_vars=["model", "seed"], var_name="segment",
-                     value_vars=[f"{s} {metric}" for s in segments if f"{s} {metric}" in view])
-    long["segment"] = long["segment"].str.rsplit(" ", n=1).str[0]
-    bars = long.dropna().groupby(["segment", "model"], as_index=False).agg(
+    chosen_metric = long[(long["name"] == metric) & long["segment"].isin(segments)]
+    bars = chosen_metric.groupby(["segment", "model"], as_index=False).agg(
         mean=("value", "mean"), std=("value", "std"), seeds=("seed", "nunique"))
     fig = px.bar(bars, x="segment", y="mean", color="model", barmode="group", error_y=bars["std"].fillna(0),
                  hover_data={"seeds": True, "std": ":.4f", "mean": ":.4f"}, color_discrete_sequence=layout.PALETTE,
@@ -59,10 +59,9 @@ with layout.readable_errors("Comparing the runs"):
     default = "warm" if "warm" in segments else segments[0]
     segment = right.segmented_control("Segment", segments, default=default, key=f"curve-segment-{group}")
     segment = segment or default
-    ks = sorted({int(m.split("@")[1]) for s, m in columns.values() if s == segment and m.startswith(f"{family}@")})
-    curve = view.melt(id_vars=["model"], value_vars=[f"{segment} {family}@{k}" for k in ks], var_name="K")
-    curve["K"] = curve["K"].str.split("@").str[1].astype(int)
-    curve = curve.dropna().groupby(["model", "K"], as_index=False)["value"].mean()
+    curve = long[(long["metric"] == family) & (long["segment"] == segment)].rename(columns={"k": "K"})
+    curve = curve.astype({"K": int}).groupby(["model", "K"], as_index=False)["value"].mean()
+    ks = sorted(curve["K"].unique().tolist())
     fig = px.line(curve, x="K", y="value", color="model", markers=True,
                   color_discrete_sequence=layout.PALETTE, title=f"{family}@K, {segment} users (mean over seeds)")
     fig.update_xaxes(tickvals=ks)

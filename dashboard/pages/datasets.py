@@ -9,7 +9,6 @@ import streamlit as st
 
 from dashboard import layout, upload
 from engine import api
-from engine.data import DatasetError
 
 ws = layout.workspace()
 layout.header("Datasets", "Each domain is one dataset: interactions, optional item attributes and knowledge-graph "
@@ -46,7 +45,7 @@ with st.expander("Upload a domain", expanded=not layout.datasets(ws), icon=":mat
                     with st.spinner("Validating ..."):
                         record = api.ingest(name.strip(), paths["interactions"], paths.get("items"),
                                             paths.get("kg"), workspace=ws)
-                except DatasetError as err:
+                except api.DatasetError as err:
                     st.error(f"Nothing was stored: {len(err.problems)} problem(s) to fix in the files.")
                     st.dataframe(pd.DataFrame([{"file": p.file, "rows": ", ".join(map(str, p.rows[:10])) +
                                                 (f" (+{p.n_rows - len(p.rows)} more)" if p.n_rows > len(p.rows)

@@ -25,7 +25,7 @@ with layout.readable_errors("Reading the workspace"):
 
     @st.fragment(run_every=3)
     def active_jobs():
-        jobs = [j for j in api.jobs(ws) if j["status"] in ("starting", "running")]
+        jobs = [j for j in api.jobs(ws) if j["status"] in api.JOB_ACTIVE]
         if jobs:
             st.subheader(f"Training now ({len(jobs)})")
             for job in jobs:

@@ -3,16 +3,12 @@ import streamlit as st
 
 from dashboard import job_card, layout
 from engine import api
-from engine.models import MODELS
 
 ws = layout.workspace()
 layout.header("Train", "Training runs as a separate process (a job in the workspace registry): it goes on when "
                        "you leave this page, reload it or restart the server.")
 
-DESCRIPTIONS = {"lmkg": "CrossLens: item text (MiniLM) + knowledge graph + cross-domain Transformer + co-occurrence",
-                "pop": "most popular target items", "itemknn": "item-to-item co-occurrence over all domains",
-                "bpr": "matrix factorisation on the target domain", "cmf": "factorisation shared across domains",
-                "emcdr": "factorisation per domain + a learned source-to-target mapping"}
+MODELS = layout.MODELS
 HIDDEN = ("seed", "epochs")  # set by their own widgets
 
 names = []
@@ -28,11 +24,11 @@ else:
                                     default=[n for n in names if n != target][:1])
         left, mid, right = st.columns([2, 1, 1])
         model = left.selectbox("Model", list(MODELS), index=list(MODELS).index("lmkg"),
-                               format_func=lambda m: f"{m} — {DESCRIPTIONS.get(m, '')}")
+                               format_func=lambda m: f"{m} — {MODELS[m]['description']}")
         seed = mid.number_input("Seed (split and initialisation)", 0, 10_000, 0, step=1)
         cold = right.slider("Cold-start fraction", 0.0, 0.5, 0.2, 0.05,
                             help="share of the users in both domains whose target history is held out entirely")
-        defaults = MODELS[model].defaults
+        defaults = MODELS[model]["defaults"]
         epochs = None
         if "epochs" in defaults:
             epochs = st.number_input("Epochs (at most; training stops early when validation stops improving)", 1,
@@ -69,7 +65,7 @@ def jobs():
         if not all_jobs:
             st.info("No jobs yet.")
             return
-        active = [j for j in all_jobs if j["status"] in ("starting", "running")]
+        active = [j for j in all_jobs if j["status"] in api.JOB_ACTIVE]
         st.subheader(f"Jobs ({len(active)} running)")
         finished = [j for j in all_jobs if j not in active]
         for job in active + finished[:1]:  # the latest finished job keeps its curves and log on show

@@ -1,18 +1,27 @@
-"""The interface every model implements (RecBole-style methods, scikit-learn-style construction).
+"""The interface every model implements (RecBole-style methods, scikit-learn-style construction), and the two
+capabilities some models add, declared by inheriting them and checked by type:
+
+- Recommender (every model): fit, prepare, score, state, load_state / from_state;
+- ItemSpace: item_vectors and user_vectors in one space (embedding maps, engine.maps);
+- Explainable: scores from the history and re-scores perturbed inputs (engine.explain).
 
 A model is rebuilt from its parameters plus the scenario it was fitted on; everything learned lives in
 `state()` tensors, saved as safetensors. Ranking, masking and metrics live outside models (engine.evaluate).
+After prepare() (or the first score()), scoring only reads the model: one loaded model serves many threads.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from ..device import default_device
 from ..scenario import Batch, Scenario
 
 
 class Recommender:
     name = "base"
-    uses_history = False      # True: scores from the history in the batch (works for cold users, explainable)
+    uses_history = False      # True: scores from the history in the batch (works for cold users)
+    description = ""          # one line for the model catalogue
     defaults: dict = {}
     post_training: tuple = ()  # settings used only after fitting: api.derive may change them on a trained run
 
@@ -22,7 +31,7 @@ class Recommender:
             raise ValueError(f"model '{self.name}' has no setting {', '.join(sorted(unknown))}; "
                              f"its settings are: {', '.join(sorted(self.defaults)) or 'none'}")
         self.params = {**self.defaults, **params}
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(default_device())
 
     def fit(self, scenario: Scenario, progress=None) -> "Recommender":
         raise NotImplementedError
@@ -41,11 +50,6 @@ class Recommender:
     def state(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def item_vectors(self) -> torch.Tensor | None:
-        """Learned item embeddings, row i = global item i (the target block, or all items); None for models
-        without any (pop, itemknn)."""
-        return None
-
     def load_state(self, scenario: Scenario, tensors: dict[str, torch.Tensor]) -> "Recommender":
         raise NotImplementedError
 
@@ -54,12 +58,45 @@ class Recommender:
         return cls(**params).load_state(scenario, tensors)
 
 
+class ItemSpace:
+    """A model whose items (and users) live in one vector space."""
+
+    def item_vectors(self) -> torch.Tensor:
+        """Learned item embeddings, row i = global item i (the target block, or all items)."""
+        raise NotImplementedError
+
+    def user_vectors(self, batch: Batch) -> torch.Tensor:
+        """(batch, dim) the batch's target-domain user vectors, in the space of the target items' vectors."""
+        raise NotImplementedError
+
+
+class Explainable:
+    """A model that scores from the history and can re-score one item under perturbations of its input."""
+
+    def score_perturbed(self, history: torch.Tensor, item: int, keep_history: torch.Tensor,
+                        keep_entities: torch.Tensor | None = None) -> torch.Tensor:
+        """(P,) scores of target item `item` under P perturbations: copy p keeps the positions of `history` (L,)
+        where keep_history[p] is True, and the item's entity slots where keep_entities[p] is True."""
+        raise NotImplementedError
+
+    def read_history(self, history: np.ndarray) -> np.ndarray:
+        """The items of a history (global indices, oldest first) that the model reads: the explained features."""
+        return history
+
+    def entity_slots(self, item: int) -> list[tuple[str, str]]:
+        """(relation, entity) of each knowledge-graph slot the item's score attends over, in slot order (each
+        slot's removal is a feature); none by default."""
+        return []
+
+    def entity_count(self, item: int) -> int:
+        return len(self.entity_slots(item))
+
+
 def explainable(model_class) -> bool:
-    """Whether a model's recommendations can be explained: it scores from the history and can re-score perturbed
-    inputs (engine.explain)."""
-    return model_class.uses_history and hasattr(model_class, "score_perturbed")
+    """Whether a model's recommendations can be explained (engine.explain)."""
+    return issubclass(model_class, Explainable)
 
 
 def learns_vectors(model_class) -> bool:
-    """Whether a model's runs have an item space to map (engine.maps), known from the class alone."""
-    return model_class.item_vectors is not Recommender.item_vectors
+    """Whether a model's runs have an item space to map (engine.maps)."""
+    return issubclass(model_class, ItemSpace)

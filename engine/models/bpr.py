@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from ..train import fit_module, sample_negatives, shuffled_batches
-from .base import Recommender
+from .base import ItemSpace, Recommender
 from .mf import MF_DEFAULTS, Factorisation
 
 
-class BPR(Recommender):
+class BPR(ItemSpace, Recommender):
     name = "bpr"
+    description = "matrix factorisation on the target domain"
     defaults = dict(MF_DEFAULTS)
     all_domains = False  # which interactions train the factors
 
@@ -42,6 +43,9 @@ class BPR(Recommender):
 
     def item_vectors(self):
         return self.module_.items.weight.detach()
+
+    def user_vectors(self, batch):
+        return self.module_.users(batch.users)
 
     def load_state(self, scenario, tensors):
         self.module_, self.n_target_ = self._module(scenario), scenario.n_target

@@ -10,5 +10,6 @@ from .mf import MF_DEFAULTS
 
 class CMF(BPR):
     name = "cmf"
+    description = "factorisation shared across domains"
     all_domains = True
     defaults = {**MF_DEFAULTS, "target_weight": 5.0}

@@ -28,21 +28,22 @@ from scipy import sparse
 
 from .. import kg, text
 from ..evaluate import mask_known, ndcg_sum
+from ..scenario import CASE_SEGMENTS
 from ..text_space import apply_whitening, fit_whitening
-from .base import Recommender
+from .base import Explainable, ItemSpace, Recommender
 
 SETTINGS = ("power", "decay", "entity_weight")
 POWERS = (0.5, 0.0, 1.0)                 # whitening: 0 only centres, 1 whitens fully
 DECAYS = (0.9, 1.0, 0.7)                 # 1: every history item counts the same
 ENTITY_WEIGHTS = (0.5, 0.0, 0.25, 1.0)
-SEGMENTS = ("warm", "cold")
 BATCH = 1024
 SHARED_ENTITIES = 64        # the entities most target items have: scored as a dense block
 MAX_VALID_CASES = 3072      # per segment: a seeded subset of larger validation sets keeps fit() fast
 
 
-class Content(Recommender):
+class Content(ItemSpace, Explainable, Recommender):
     name = "content"
+    description = "frozen item text (and attribute entities) of the history against each item; no training"
     uses_history = True
     defaults = {"power": None, "decay": None, "entity_weight": None, "encoder": text.DEFAULT_ENCODER}
 
@@ -53,7 +54,7 @@ class Content(Recommender):
     def fit(self, scenario, progress=None):
         self._build(scenario, progress)
         self.chosen_, self.valid_ndcg_ = {}, {}
-        for segment in SEGMENTS:
+        for segment in CASE_SEGMENTS:
             self.chosen_[segment], self.valid_ndcg_[segment] = self._choose(scenario, segment)
         self._keep_chosen_powers()
         if progress:
@@ -66,7 +67,7 @@ class Content(Recommender):
         """What fit and load_state share: the raw text vectors (from the cache) and the entity matrix."""
         report = None if progress is None else (
             lambda done, total: progress({"stage": "embedding item texts", "texts": f"{done}/{total}"}, done / total))
-        vectors, _ = text.embed_items(scenario.items, scenario.workspace, self.params["encoder"], progress=report)
+        vectors, _ = text.embed_items(scenario.items, scenario.text_cache, self.params["encoder"], progress=report)
         self.raw_text_, self.n_target_ = vectors, scenario.n_target
         self._transforms, self._whitened = {}, {}  # per power: (mean, projection), then the whitened vectors
         self.entities_ = entity_matrix(scenario.items, self.n_target_)
@@ -210,10 +211,10 @@ class Content(Recommender):
     def state(self):
         """The chosen settings and each segment's whitening transform; the text vectors come back from the cache in
         load_state."""
-        tensors = {"chosen": torch.tensor([[self.chosen_[s][k] for k in SETTINGS] for s in SEGMENTS],
+        tensors = {"chosen": torch.tensor([[self.chosen_[s][k] for k in SETTINGS] for s in CASE_SEGMENTS],
                                           dtype=torch.float64),  # float64: 0.9 comes back as exactly 0.9
-                   "valid_ndcg": torch.tensor([self.valid_ndcg_[s] for s in SEGMENTS], dtype=torch.float64)}
-        for s in SEGMENTS:
+                   "valid_ndcg": torch.tensor([self.valid_ndcg_[s] for s in CASE_SEGMENTS], dtype=torch.float64)}
+        for s in CASE_SEGMENTS:
             mean, projection = self._transforms[self.chosen_[s]["power"]]
             # copies: segments with the same power must not share memory (safetensors refuses that)
             tensors[f"whitening.{s}.mean"], tensors[f"whitening.{s}.projection"] = map(torch.tensor, (mean, projection))
@@ -221,9 +222,10 @@ class Content(Recommender):
 
     def load_state(self, scenario, tensors):
         self._build(scenario)
-        self.chosen_ = {s: dict(zip(SETTINGS, map(float, row))) for s, row in zip(SEGMENTS, tensors["chosen"].tolist())}
-        self.valid_ndcg_ = dict(zip(SEGMENTS, map(float, tensors["valid_ndcg"].tolist())))
-        for s in SEGMENTS:
+        self.chosen_ = {s: dict(zip(SETTINGS, map(float, row)))
+                        for s, row in zip(CASE_SEGMENTS, tensors["chosen"].tolist())}
+        self.valid_ndcg_ = dict(zip(CASE_SEGMENTS, map(float, tensors["valid_ndcg"].tolist())))
+        for s in CASE_SEGMENTS:
             self._transforms[self.chosen_[s]["power"]] = (tensors[f"whitening.{s}.mean"].numpy(),
                                                           tensors[f"whitening.{s}.projection"].numpy())
         return self

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..train import fit_module, shuffled_batches
-from .base import Recommender
+from .base import ItemSpace, Recommender
 from .bpr import bpr_batches
 from .mf import MF_DEFAULTS, Factorisation
 
@@ -52,8 +52,9 @@ class Mapping(nn.Module):
         return self.factors.target.pair_loss(self(user), pos, neg)
 
 
-class EMCDR(Recommender):
+class EMCDR(ItemSpace, Recommender):
     name = "emcdr"
+    description = "factorisation per domain + a learned source-to-target mapping"
     defaults = {**MF_DEFAULTS, "reg": 0.01, "map_hidden": 128, "map_lr": 0.001, "map_epochs": 60, "map_patience": 4,
                 "map_loss": "bpr"}
 
@@ -93,14 +94,16 @@ class EMCDR(Recommender):
         map_params = {**p, "lr": p["map_lr"], "epochs": p["map_epochs"], "patience": p["map_patience"]}
         return fit_module(mapping, batches, self, scenario, map_params, progress, stage="map", valid_segment="cold")
 
-    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+    def user_vectors(self, batch):
+        """A warm user's own target factor; a cold user's source factor mapped into the target space."""
+        users = batch.users
         own = self.factors_.target.users(users)
         if self.mapping_ is None:
             return own
         return torch.where(self.has_target_[users, None], own, self.mapping_(users))
 
     def score(self, batch):
-        return self.factors_.target.scores(self.user_vectors(batch.users), self.factors_.target.items.num_embeddings)
+        return self.factors_.target.scores(self.user_vectors(batch), self.factors_.target.items.num_embeddings)
 
     def item_vectors(self):
         """Target items from the target factors, source items from the source factors (two spaces, by design)."""

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from .base import Recommender
+from .base import Explainable, Recommender
 
 
-class ItemKNN(Recommender):
+class ItemKNN(Explainable, Recommender):
     name = "itemknn"
+    description = "item-to-item co-occurrence over all domains"
     uses_history = True
     defaults = {"neighbours": 100, "shrink": 0.0}
 

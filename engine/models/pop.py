@@ -8,6 +8,7 @@ from .base import Recommender
 
 class Pop(Recommender):
     name = "pop"
+    description = "most popular target items"
 
     def fit(self, scenario, progress=None):
         self.popularity_ = torch.as_tensor(scenario.item_popularity(), dtype=torch.float32)

@@ -110,7 +110,7 @@ def test_removing_an_entity_changes_lmkgs_item_vector_and_labels_name_the_models
     graph = kg.item_graph(sc.items, sc.triples, model.params["kg_hops"])
     codes, names = pd.factorize(graph["entity"])
     slots = model.net_.knowledge.item_entities[item, :n].numpy()
-    assert [e for _, e in ex.entities(item)] == list(names[slots])
+    assert [e for _, e in model.entity_slots(item)] == list(names[slots])
     labels = ex.pair(sc.users[sc.test.user[0]], sc.items["item_id"].iloc[item]).labels
     assert labels[-n:] == [f"category: {e.removeprefix('category=')}" for e in names[slots]]
 

@@ -101,10 +101,10 @@ def test_encoding_on_several_sessions_keeps_the_input_order(fast_encoder, real_t
     np.testing.assert_allclose(many, one, atol=1e-5)
 
 
-def test_embed_items_uses_workspace_cache(tmp_path):
+def test_embed_items_uses_the_cache_folder(tmp_path):
     items = pd.DataFrame({"item_id": ["p", "q", "r"], "domain": "d", "title": ["pen", "ink", "pen"],
                           "categories": ["office > pens", "office > ink", "office > pens"]})
-    vectors, stats = text.embed_items(items, tmp_path)
+    vectors, stats = text.embed_items(items, tmp_path / "text_cache")
     assert vectors.shape == (3, 384) and stats["misses"] == 2
     np.testing.assert_array_equal(vectors[0], vectors[2])
     assert (tmp_path / "text_cache" / text.EmbeddingCache.FILE).is_file()
@@ -112,14 +112,14 @@ def test_embed_items_uses_workspace_cache(tmp_path):
     loaded = dict(text._ENCODERS)
     text._ENCODERS.clear()  # as in a new process: a run rebuilt from the cache must not load the encoder
     try:
-        again, stats = text.embed_items(items, tmp_path)
+        again, stats = text.embed_items(items, tmp_path / "text_cache")
         assert not text._ENCODERS
     finally:
         text._ENCODERS.update(loaded)
     assert stats["hits"] == 2 and stats["misses"] == 0 and stats["key"] == first_key
     np.testing.assert_array_equal(vectors, again)
     more = pd.concat([items, items.iloc[:1].assign(item_id="s", title="stapler")], ignore_index=True)
-    _, stats = text.embed_items(more, tmp_path)  # one new text: the encoder computes just that one
+    _, stats = text.embed_items(more, tmp_path / "text_cache")  # one new text: the encoder computes just that one
     assert stats["misses"] == 1 and stats["hits"] == 2
 
 

@@ -15,19 +15,19 @@ import numpy as np
 import torch
 
 from ...evaluate import mask_known, ndcg_sum
+from ...scenario import CASE_SEGMENTS
 
 GATES = (0.0, 0.25, 0.5, 0.75, 1.0)
 CF_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 NEW_OFFSETS = (-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
-SEGMENTS = ("warm", "cold")
 TEXT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-COLUMNS = ("gate", "cf", "new", "text")  # a calibration tensor is (len(SEGMENTS), len(COLUMNS))
+COLUMNS = ("gate", "cf", "new", "text")  # a calibration tensor is (len(CASE_SEGMENTS), len(COLUMNS))
 CHUNK = 1024
 
 
 def neutral() -> torch.Tensor:
     """The calibration that leaves the network as trained (used while it trains): every column 0."""
-    return torch.zeros(len(SEGMENTS), len(COLUMNS))
+    return torch.zeros(len(CASE_SEGMENTS), len(COLUMNS))
 
 
 def calibrate(model, scenario, use_cf: bool) -> torch.Tensor:
@@ -35,7 +35,7 @@ def calibrate(model, scenario, use_cf: bool) -> torch.Tensor:
     validation."""
     chosen = neutral()
     use_text = model.semantic_ is not None
-    for s, segment in enumerate(SEGMENTS):
+    for s, segment in enumerate(CASE_SEGMENTS):
         cases = scenario.valid.subset(np.flatnonzero(scenario.valid.segment == segment))
         if len(cases) == 0:
             continue

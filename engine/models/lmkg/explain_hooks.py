@@ -7,15 +7,31 @@ model sees it (the item's own perturbed vector is one of thousands and is not pu
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..base import Explainable
 from . import collaborative, windows
 
 
-class ExplanationHooks:
+class ExplanationHooks(Explainable):
+    def read_history(self, history: np.ndarray) -> np.ndarray:
+        if not len(history):
+            return history
+        row = self.visible(torch.as_tensor(history, dtype=torch.long)[None])[0].cpu().numpy()
+        return row[row >= 0]
+
+    def entity_slots(self, item: int) -> list[tuple[str, str]]:
+        k = self.net_.knowledge
+        if k is None:
+            return []
+        entities, relations = k.item_entities[item].cpu(), k.item_relations[item].cpu()
+        kept = entities != k.pad
+        return [(k.relation_names[r], k.entity_names[e]) for r, e in zip(relations[kept].tolist(),
+                                                                           entities[kept].tolist())]
+
     def entity_count(self, item: int) -> int:
-        """How many knowledge-graph entity slots item `item` attends over (0 without the knowledge module)."""
         k = self.net_.knowledge
         return 0 if k is None else int((k.item_entities[item] != k.pad).sum())
 

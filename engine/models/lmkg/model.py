@@ -10,7 +10,7 @@ from ... import kg, text
 from ...scenario import Batch
 from ...train import fit_module
 from .. import itemknn
-from ..base import Recommender
+from ..base import ItemSpace, Recommender
 from ..content import Content
 from . import calibration, collaborative, windows
 from .explain_hooks import ExplanationHooks
@@ -24,8 +24,9 @@ DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.
 CALIBRATION_KEYS = {False: "calibration.network", True: "calibration.cf"}  # use_cf -> its calibration's weights key
 
 
-class LMKG(ExplanationHooks, Recommender):
+class LMKG(ExplanationHooks, ItemSpace, Recommender):
     name = "lmkg"
+    description = "CrossLens: item text (MiniLM) + knowledge graph + cross-domain Transformer + co-occurrence"
     uses_history = True
     defaults = DEFAULTS
     post_training = ("use_cf",)  # the collaborative channel is fitted and calibrated after the network
@@ -46,10 +47,10 @@ class LMKG(ExplanationHooks, Recommender):
         knowledge = None
         if p["use_kg"]:
             ent = kg.item_graph(scenario.items, scenario.triples, p["kg_hops"])
-            rel_codes, _ = pd.factorize(ent["relation"])
+            rel_codes, relations = pd.factorize(ent["relation"])
             ent_codes, entities = pd.factorize(ent["entity"])
-            knowledge = Knowledge(ent["item"].to_numpy(), rel_codes, ent_codes, scenario.n_items,
-                                  int(rel_codes.max(initial=-1)) + 1, len(entities), p["dim"])
+            knowledge = Knowledge(ent["item"].to_numpy(), rel_codes, ent_codes, relations, entities, scenario.n_items,
+                                  p["dim"])
         return LMKGNet(p, text_vectors, item_domain, known, knowledge, len(scenario.domains)).to(self.device)
 
     def _text(self, scenario, progress=None):
@@ -57,7 +58,7 @@ class LMKG(ExplanationHooks, Recommender):
             return torch.zeros(scenario.n_items, 1)
         report = None if progress is None else (
             lambda done, total: progress({"stage": "embedding item texts", "texts": f"{done}/{total}"}, done / total))
-        vectors, _ = text.embed_items(scenario.items, scenario.workspace, self.params["encoder"], progress=report)
+        vectors, _ = text.embed_items(scenario.items, scenario.text_cache, self.params["encoder"], progress=report)
         return torch.as_tensor(vectors, dtype=torch.float32)
 
     def _reset(self, scenario):
@@ -105,8 +106,11 @@ class LMKG(ExplanationHooks, Recommender):
 
     # ---- scoring -----------------------------------------------------------------------------------------------
     def prepare(self):
-        """The target items' (normalised) vectors, biases and moments, shared by every batch of an evaluation."""
+        """The target items' (normalised) vectors, biases and moments, shared by every batch of an evaluation;
+        computed once while the weights stay as they are (the network drops its item table when it trains)."""
         net = self.net_
+        if self.target_items_ is not None and net.item_table is not None:
+            return
         net.freeze_items()
         n = self.n_target_
         self.target_items_ = F.normalize(net.item_table[:n], dim=-1)

