@@ -13,6 +13,29 @@ sys.path.insert(0, str(ROOT))  # `streamlit run` does not put the repository on 
 st.set_page_config(page_title="CrossLens", page_icon=str(ROOT / "assets" / "logo-icon.svg"), layout="wide")
 st.logo(str(ROOT / "assets" / "logo.svg"), icon_image=str(ROOT / "assets" / "logo-icon.svg"), size="large")
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def auth_configured() -> bool:
+    """Whether Streamlit's OIDC login (st.login) has its [auth] section in .streamlit/secrets.toml."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001  (no secrets file at all)
+        return False
+
+
+# Uploads, deletions and training are open to whoever reaches the server: beyond this machine, only after login.
+if st.get_option("server.address") not in LOOPBACK:
+    if not auth_configured():
+        st.error(f"CrossLens is served on {st.get_option('server.address') or 'every network interface'} without "
+                 f"authentication, so it refuses to serve. Serve on 127.0.0.1 (the default), or configure login: an "
+                 f"[auth] section in .streamlit/secrets.toml for Streamlit's st.login with your OIDC provider "
+                 f"(README, 'Serving beyond this machine').")
+        st.stop()
+    if not st.user.is_logged_in:
+        st.button("Log in", on_click=st.login, type="primary")
+        st.stop()
+
 PAGES = Path(__file__).resolve().parent / "pages"
 st.navigation([
     st.Page(PAGES / "overview.py", title="Overview", icon=":material/space_dashboard:", default=True),

@@ -45,6 +45,11 @@ def readable_errors(doing: str):
         st.error(f"{doing} failed: {type(err).__name__}: {err}")
 
 
+def table(rows, where=st, **options) -> None:
+    """st.dataframe of rows whose text cells cannot run as formulas in a spreadsheet (its CSV download included)."""
+    where.dataframe(api.safe_table(rows), **options)
+
+
 def style(fig: go.Figure, x: str | None = None, y: str | None = None, height: int = 380) -> go.Figure:
     fig.update_layout(template="plotly_white", height=height, margin=dict(l=10, r=10, t=50, b=10),
                       font=dict(size=13), title_font_size=15)

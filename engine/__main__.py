@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
 
 from . import api, evaluate, jobs, runs
 from .errors import CrossLensError
@@ -21,6 +26,7 @@ BUCKET_TABLES = {  # segment group -> what its buckets are, above its table in `
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    jobs.interrupt_on_sigterm()
     try:
         args.workspace = api.open_workspace(args.workspace)  # opened once, passed down
         return args.func(args) or 0
@@ -31,6 +37,25 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("cancelled.", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001  (a fault of ours: one paragraph here, the traceback in a log file)
+        log = fault_log(args.workspace)
+        print(f"error: {type(err).__name__}: {err}. This is a fault in CrossLens, not in your input; the details "
+              f"are in {log}.", file=sys.stderr)
+        return 1
+
+
+def fault_log(workspace) -> Path:
+    """Write the current exception's traceback into the workspace's logs/ (the temp folder if that fails)."""
+    name = f"cli-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (Path(getattr(workspace, "root", None) or api.workspace_folder(workspace)) / "logs",
+                   Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(f"python -m engine {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}")
+            return folder / name
+        except OSError:
+            continue
+    return Path(name)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--interactions", required=True)
     s.add_argument("--items")
     s.add_argument("--kg")
+    s.add_argument("--replace", action="store_true",
+                   help="store over an existing domain of this name (runs trained on the old version keep it)")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("datasets", parents=[common], help="list datasets")
@@ -63,6 +90,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--background", action="store_true", help="run as a background job; print its id and return")
     s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs: the request is the job's
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("delete-run", parents=[common], help="remove a finished, failed or cancelled run and its files")
+    s.add_argument("run_id")
+    s.set_defaults(func=cmd_delete_run)
 
     s = sub.add_parser("jobs", parents=[common], help="list background jobs with their progress")
     s.set_defaults(func=cmd_jobs)
@@ -195,7 +226,8 @@ class ProgressBar:
 
 
 def cmd_ingest(args):
-    record = api.ingest(args.domain, args.interactions, args.items, args.kg, workspace=args.workspace)
+    record = api.ingest(args.domain, args.interactions, args.items, args.kg, workspace=args.workspace,
+                        replace=args.replace)
     for warning in record["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     emit(args, record, f"ingested '{record['name']}': {record['n_users']} users, {record['n_items']} items, "
@@ -247,6 +279,11 @@ def cmd_runs(args):
                              *[(r["metrics"] or {}).get(seg, {}).get("ndcg@10") for seg in ("warm", "cold")]]
                             for r in rows], ["run", "model", "scenario", "seed", "status", "warm ndcg@10",
                                              "cold ndcg@10"]))
+
+
+def cmd_delete_run(args):
+    api.delete_run(args.run_id, args.workspace)
+    emit(args, {"deleted": args.run_id}, f"deleted run {args.run_id}")
 
 
 def cmd_show(args):

@@ -22,6 +22,7 @@ from .request import TrainRequest, make_model, parse_settings, scenario_spec  # 
 from .runs import (LoadedRun, compare, compute_maps, derive, explainer, load, run, run_curves, runs,  # noqa: F401
                    runs_table, scenario_of, test_users, variant)
 from .runs import train as runs_train
+from .spreadsheet import safe_table  # noqa: F401  (every table shown or downloaded)
 from .store import JOB_ACTIVE, open_workspace, workspace_path  # noqa: F401  (open_workspace: for notebooks)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -43,9 +44,13 @@ def models() -> dict[str, dict]:
 
 
 # ---- datasets ---------------------------------------------------------------------------------------------------
-def ingest(domain: str, interactions, items=None, kg=None, workspace=None) -> dict:
-    """Validate and store one domain dataset (replacing an earlier one of that name). Nothing is written on error."""
+def ingest(domain: str, interactions, items=None, kg=None, workspace=None, replace: bool = False) -> dict:
+    """Validate and store one domain dataset. An existing name needs `replace`: the upload becomes its current
+    version, and runs trained on the old one keep it. Nothing is written on error."""
     data.validate_name(domain)
+    store = open_workspace(workspace)
+    if not replace:
+        store.refuse_existing(domain)  # before the (slow) read
     dd = data.read_domain(domain, interactions, items, kg)
     inter = dd.interactions
     stats = {"n_users": int(inter["user_id"].nunique()),
@@ -54,7 +59,7 @@ def ingest(domain: str, interactions, items=None, kg=None, workspace=None) -> di
     info = {"sources": {k: str(v) for k, v in (("interactions", interactions), ("items", items), ("kg", kg)) if v},
             "warnings": dd.warnings}
     tables = {"interactions": inter, "items": dd.items, "kg": dd.kg}
-    record = open_workspace(workspace).put_dataset(domain, tables, stats, info)
+    record = store.put_dataset(domain, tables, stats, info, replace)
     return {**record, "warnings": dd.warnings}
 
 
@@ -63,7 +68,8 @@ def datasets(workspace=None) -> list[dict]:
 
 
 def delete_dataset(name: str, workspace=None) -> None:
-    """Remove a dataset. Its runs stay (their metrics remain comparable) but can no longer be loaded."""
+    """Remove a dataset and every stored version of it. Its runs stay (their metrics remain comparable) but can no
+    longer be loaded."""
     store = open_workspace(workspace)
     store.delete_dataset(store.require_dataset(name)["name"])
 
@@ -87,6 +93,11 @@ def start_training(source: list[str] | str, target: str, model: str, seed: int =
 
 
 # ---- runs ---------------------------------------------------------------------------------------------------------
+def delete_run(run_id: str, workspace=None) -> None:
+    """Remove a run (not one still training), its metrics and its files."""
+    open_workspace(workspace).delete_run(run_id)
+
+
 def metrics_long(workspace=None) -> pd.DataFrame:
     """Every finished run's metrics in long form: run, segment, metric (e.g. ndcg), k, value; join them to
     runs_table() on `run` for the scenario and model."""

@@ -9,11 +9,14 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".inter": "\t", ".item": "\t", ".kg": "\t", ".link": "\t",
               ".parquet": None}
@@ -28,6 +31,7 @@ RECBOLE_TYPE = re.compile(r":\s*(token|token_seq|float|float_seq)$")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 SHOWN_ROWS = 5
 TIMESTAMP_FIX = "use epoch seconds or ISO-8601 like 2024-01-31T12:00:00, the same kind in every row"
+TIMESTAMP_LIMIT = 1e16  # |t| beyond this is no time: epoch microseconds reach it only in the year 2286
 
 
 @dataclass
@@ -93,12 +97,18 @@ def read_table(path) -> pd.DataFrame:
     if df.shape[1] == 0 or len(df) == 0:
         _fail(name, "the file is empty (no header or no data rows)",
               "upload a file with a header row and at least one data row")
-    df.columns = [RECBOLE_TYPE.sub("", str(c).strip()).strip().lower() for c in df.columns]
-    repeated = sorted(set(df.columns[df.columns.duplicated()]))
-    if repeated:
-        _fail(name, f"the header names {', '.join(map(repr, repeated))} more than once (names are case-insensitive)",
-              "give every column a distinct name")
+    df.columns = _column_names(df.columns, name)
     return df
+
+
+def _column_names(names, file: str) -> list[str]:
+    """Header names without RecBole's type suffix, stripped and lower-cased; each must be distinct."""
+    names = [RECBOLE_TYPE.sub("", str(c).strip()).strip().lower() for c in names]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        _fail(file, f"the header names {', '.join(map(repr, repeated))} more than once (names are case-insensitive)",
+              "give every column a distinct name")
+    return names
 
 
 def _fail(name: str, problem: str, fix: str, rows=()):
@@ -107,23 +117,58 @@ def _fail(name: str, problem: str, fix: str, rows=()):
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
-        df = pd.read_parquet(path)
+        table = pq.ParquetFile(path).read()
     except Exception as err:  # pyarrow raises several types for a corrupt or foreign file
         _fail(path.name, f"cannot be read as Parquet ({err})", "re-export the file as Parquet, or upload a CSV")
+    problems = []
+    for i, f in enumerate(table.schema):
+        if pa.types.is_nested(f.type):
+            problems.append(Problem(path.name, [], f.name, f"the column holds nested values ({f.type}), not text or "
+                                    f"numbers", "flatten it to one text or number per row (a list as 'a|b')"))
+        elif pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) or pa.types.is_fixed_size_binary(f.type):
+            column = table.column(i)
+            try:
+                table = table.set_column(i, f.name, column.cast(pa.string()))  # raw bytes that are UTF-8 text
+            except pa.ArrowInvalid:
+                bad = _first_non_utf8(column.to_pylist())
+                problems.append(Problem(path.name, [bad + 1], f.name, "the column holds raw bytes that are not "
+                                        "UTF-8 text", "store the column as text (UTF-8 strings)"))
+    if problems:
+        raise DatasetError(problems)
+    table = table.rename_columns(_column_names(table.column_names, path.name))
+    df = table.to_pandas()
     return df.astype(str).where(df.notna(), "")
 
 
+def _first_non_utf8(values: list) -> int:
+    for row, value in enumerate(values):
+        try:
+            value is None or value.decode("utf-8")
+        except UnicodeDecodeError:
+            return row
+    return 0
+
+
 def _read_text(path: Path, sep: str) -> pd.DataFrame:
+    """Header and rows as text. The header is read as a row (so repeated names stay visible, not renamed); a row
+    with more fields than the header is refused naming it, a shorter one reads as blanks (checked later)."""
     text = _decode(path.read_bytes(), path.name)
+    fix = "make every row have as many fields as the header, quoting fields that contain the separator"
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+        raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, header=None,
+                          index_col=False)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except pd.errors.ParserError as err:
-        line = re.search(r"line (\d+)", str(err))
-        rows = [int(line.group(1)) - 1] if line and int(line.group(1)) > 1 else []
-        _fail(path.name, f"cannot be split into columns ({str(err).strip()})",
-              "make every row have as many fields as the header, quoting fields that contain the separator", rows)
+        line, start = re.search(r"line (\d+)", str(err)), re.search(r"starting at row (\d+)", str(err))
+        row = int(line.group(1)) - 1 if line else int(start.group(1)) if start else 0  # data rows count from 1
+        rows = [row] if row > 0 else []
+        saw = re.search(r"Expected (\d+) fields .* saw (\d+)", str(err))
+        what = f"a row has {saw.group(2)} fields where the header has {saw.group(1)}" if saw else str(err).strip()
+        _fail(path.name, f"cannot be split into columns ({what})", fix, rows)
+    df = raw.iloc[1:].reset_index(drop=True)
+    df.columns = raw.iloc[0].tolist()
+    return df
 
 
 def _decode(raw: bytes, name: str) -> str:
@@ -176,9 +221,15 @@ def _load(path, kind: str, problems: list[Problem]) -> pd.DataFrame | None:
 
 
 # ---- checks -----------------------------------------------------------------------------------------------------
-def _strip_ids(df: pd.DataFrame, columns, name: str, problems: list[Problem]) -> None:
+def _strip_ids(df: pd.DataFrame, columns, name: str, problems: list[Problem], warnings: list[str]) -> None:
+    """Ids without surrounding spaces, in Unicode NFC (one id typed as 'é' or as 'e' + accent is one id)."""
     for c in columns:
-        df[c] = df[c].str.strip()
+        text = df[c].str.strip()
+        df[c] = text.map(lambda v: unicodedata.normalize("NFC", v))
+        changed = df[c] != text
+        if changed.any():
+            warnings.append(f"{name}: {int(changed.sum())} {c} value(s) written in another Unicode form were "
+                            f"normalised to NFC (e.g. {text[changed].iloc[0]!r}), so values that look equal are equal")
         blank = df[c] == ""
         if blank.any():
             problems.append(_problem(name, blank, c, f"blank {c}", f"give every row a non-empty {c}, or drop the row"))
@@ -199,7 +250,7 @@ def _parse_timestamp(values: pd.Series, name: str, problems: list[Problem]) -> p
                                  "fill in every timestamp, or remove the column to use the file's row order"))
     numeric = _numbers(text.where(~blank))
     if numeric[~blank].notna().all():
-        return numeric
+        return _within_limit(numeric, name, problems)
     dates = pd.to_datetime(text.where(~blank), format="ISO8601", utc=True, errors="coerce")
     if dates.isna().all():  # no dates at all: a numeric column with some junk
         parsed, mixed = numeric, False
@@ -210,7 +261,15 @@ def _parse_timestamp(values: pd.Series, name: str, problems: list[Problem]) -> p
         problems.append(_problem(name, bad, "timestamp", f"cannot parse '{text[bad].iloc[0]}' as a number or "
                                  f"ISO-8601 date{' (the column mixes dates and numbers)' if mixed else ''}",
                                  TIMESTAMP_FIX))
-    return parsed.astype(np.float64)
+    return _within_limit(parsed.astype(np.float64), name, problems)
+
+
+def _within_limit(seconds: pd.Series, name: str, problems: list[Problem]) -> pd.Series:
+    absurd = seconds.abs() > TIMESTAMP_LIMIT
+    if absurd.any():
+        problems.append(_problem(name, absurd, "timestamp", f"{seconds[absurd].iloc[0]:g} is no point in time "
+                                 f"(beyond ±{TIMESTAMP_LIMIT:g})", TIMESTAMP_FIX))
+    return seconds
 
 
 def _parse_rating(values: pd.Series, name: str, problems: list[Problem]) -> pd.Series:
@@ -230,7 +289,7 @@ def _read_interactions(path, problems: list[Problem], warnings: list[str]) -> pd
     df = _load(path, "interactions", problems)
     if df is None:
         return None
-    _strip_ids(df, ("user_id", "item_id"), name, problems)
+    _strip_ids(df, ("user_id", "item_id"), name, problems, warnings)
     has_time = "timestamp" in df.columns
     if has_time:
         df["timestamp"] = _parse_timestamp(df["timestamp"], name, problems)
@@ -252,7 +311,7 @@ def _read_items(path, problems: list[Problem], warnings: list[str]) -> pd.DataFr
     df = _load(path, "items", problems)
     if df is None:
         return None
-    _strip_ids(df, ("item_id", "title"), name, problems)
+    _strip_ids(df, ("item_id", "title"), name, problems, warnings)
     if "description" not in df.columns:
         df["description"] = ""
     front = ["item_id", "title", "description"]
@@ -273,18 +332,22 @@ def _read_items(path, problems: list[Problem], warnings: list[str]) -> pd.DataFr
     return df[~dropped].reset_index(drop=True)
 
 
-def _read_kg(path, problems: list[Problem]) -> pd.DataFrame | None:
+def _read_kg(path, problems: list[Problem], warnings: list[str]) -> pd.DataFrame | None:
     path = Path(path)
     df = _load(path, "kg", problems)
     if df is None:
         return None
-    _strip_ids(df, ("head", "relation", "tail"), path.name, problems)
+    _strip_ids(df, ("head", "relation", "tail"), path.name, problems, warnings)
     link = path.with_suffix(".link")
-    if path.suffix.lower() == ".kg" and link.is_file():  # RecBole links entities to items in a .link file
-        links = _link_table(link, problems)
-        if links is not None:
-            for c in ("head", "tail"):
-                df[c] = df[c].map(links).fillna(df[c])
+    if path.suffix.lower() == ".kg":  # RecBole links entities to items in a .link file
+        if not link.is_file():
+            warnings.append(f"{path.name} has no {link.name} beside it: its entity ids were matched to item ids "
+                            f"as they are (RecBole's .link maps entities to items; upload it with the same name)")
+        else:
+            links = _link_table(link, problems)
+            if links is not None:
+                for c in ("head", "tail"):
+                    df[c] = df[c].map(links).fillna(df[c])
     return df[["head", "relation", "tail"]]
 
 
@@ -314,7 +377,7 @@ def read_domain(name: str, interactions, items=None, kg=None) -> DomainData:
         problems.extend(err.problems)
     inter = _read_interactions(interactions, problems, warnings)
     item_table = _read_items(items, problems, warnings) if items else None
-    triples = _read_kg(kg, problems) if kg else None
+    triples = _read_kg(kg, problems, warnings) if kg else None
     if inter is not None and item_table is not None:
         unknown = ~inter["item_id"].isin(item_table["item_id"]) & (inter["item_id"] != "")
         if unknown.any():
@@ -322,6 +385,13 @@ def read_domain(name: str, interactions, items=None, kg=None) -> DomainData:
             problems.append(_problem(Path(interactions).name, unknown, "item_id",
                                      f"item_id(s) not in the items file {Path(items).name} (e.g. {examples})",
                                      "add these items to the items file or remove the interactions"))
+    if triples is not None and inter is not None:
+        known = set(item_table["item_id"] if item_table is not None else inter["item_id"])
+        dangling = ~(triples["head"].isin(known) | triples["tail"].isin(known))
+        if dangling.any():
+            warnings.append(f"{Path(kg).name}: {int(dangling.sum())} of {len(triples)} triple(s) name no item of "
+                            f"the domain as head or tail (e.g. {triples['head'][dangling].iloc[0]!r}); they reach "
+                            f"items only through other triples' entities, if at all")
     if problems:
         raise DatasetError(problems)
     return DomainData(name, inter.reset_index(drop=True), item_table, triples, warnings)

@@ -18,7 +18,7 @@ import torch
 
 from . import metrics
 from .errors import CrossLensError
-from .scenario import CASE_SEGMENTS, Cases, Scenario
+from .scenario import CASE_SEGMENTS, MIN_WARM_TARGET, Cases, Scenario
 
 SEGMENTS = ("all", *CASE_SEGMENTS)
 TOP = max(metrics.KS)
@@ -41,6 +41,22 @@ class Evaluation:
                              # novelty@10
     top: np.ndarray          # (cases, TOP) target item indices, best first
     summary: dict            # {segment: {metric: value}}
+
+
+def check_scenario(scenario: Scenario) -> None:
+    """Refuse, before anything is trained, a scenario that cannot be evaluated: fewer target items than the
+    longest list the metrics rank (TOP), or no validation or no test case."""
+    target = scenario.target
+    if scenario.n_target < TOP:
+        raise CrossLensError(f"target domain '{target}' has {scenario.n_target} items; the metrics rank lists of up "
+                             f"to {TOP}, so a target needs at least {TOP} items. Choose a larger target domain.")
+    for split, cases in (("validation", scenario.valid), ("test", scenario.test)):
+        if len(cases) == 0:
+            raise CrossLensError(
+                f"the scenario {', '.join(scenario.spec['source'])} -> {target} has no {split} case: a warm case "
+                f"needs a user with at least {MIN_WARM_TARGET} interactions in '{target}', a cold case a user "
+                f"present in a source domain and in '{target}' (with a cold fraction above 0). Choose domains that "
+                f"share users, or a target whose users interact more often.")
 
 
 def rank(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sampled: int | None = None,

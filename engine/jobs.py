@@ -178,8 +178,7 @@ class Reporter:
             raise CrossLensError(f"no job '{job_id}' in workspace {self.store.root}.")
         self.curves = self.store.job_dir(job_id) / "curves.jsonl"
         self.last = 0.0
-        # A cancel arrives as SIGTERM: raise KeyboardInterrupt where the work is, which marks the run cancelled.
-        signal.signal(signal.SIGTERM, _interrupt)
+        interrupt_on_sigterm()  # a cancel arrives as SIGTERM
         self.store.update_job(job_id, only_if_active=True, status="running", pid=os.getpid(), message="starting")
 
     def attach(self, run_id: str) -> None:
@@ -202,6 +201,13 @@ class Reporter:
     def end(self, status: str, message: str) -> None:
         self.store.update_job(self.id, only_if_active=True, status=status, message=message, finished=time.time(),
                               **({"progress": 1.0} if status == "done" else {}))
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt where the work is, so the code that started a run marks it cancelled (a
+    job's process, and any CLI command: `kill` of a foreground training cancels its run too)."""
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set a handler
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _interrupt(signum, frame):

@@ -8,8 +8,10 @@ as true/false, yes/no or 1/0), so `--set dim=abc` is refused with the setting's 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from . import scenario as scenarios
+from . import text
 from .errors import CrossLensError
 from .models import MODELS
 from .store import open_workspace
@@ -45,6 +47,8 @@ class TrainRequest:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise CrossLensError(f"seed must be a whole number of at least 0, got {self.seed!r}.")
         spec = scenario_spec(workspace, self.source, self.target, self.seed, self.cold_fraction)
+        if "encoder" in self.settings:
+            check_encoder(self.settings["encoder"], open_workspace(workspace).root)
         return spec, make_model(self.model, self.model_settings(), self.seed)
 
     def to_dict(self) -> dict:
@@ -82,6 +86,18 @@ def scenario_spec(workspace, source: list[str] | str, target: str, seed: int = 0
         raise CrossLensError(f"cold fraction must be in [0, 1), got {cold_fraction}.")
     versions = {d: store.require_dataset(d)["version"] for d in [target, *source]}
     return scenarios.scenario_spec(source, target, seed, cold_fraction, versions)
+
+
+def check_encoder(name, workspace_root: Path) -> None:
+    """A text encoder is the bundled one or a model folder inside the workspace: a request names no other path
+    on the machine, and learns nothing of what exists outside the workspace."""
+    if name in text.BUNDLED:
+        return
+    root = Path(workspace_root).resolve()
+    if not isinstance(name, str) or not Path(name).expanduser().resolve().is_relative_to(root):
+        raise CrossLensError(f"encoder must be '{text.DEFAULT_ENCODER}' (the bundled all-MiniLM-L6-v2) or a "
+                             f"sentence-transformers model folder inside the workspace, like "
+                             f"{root / 'encoders' / 'NAME'}; got {name!r}.")
 
 
 def parse_settings(pairs: list[str] | None, model: str | None = None) -> dict:

@@ -33,6 +33,7 @@ def train(request: TrainRequest, workspace=None, progress=None, on_run=None) -> 
     store = open_workspace(workspace)
     spec, recommender = request.check(store)
     sc = scenarios.build(store, spec)
+    evaluate.check_scenario(sc)
     rank, world = init_distributed()
     if rank != 0:  # under torchrun, the other ranks help fit; rank 0 evaluates and stores the run
         recommender.fit(sc)
@@ -217,13 +218,12 @@ def load(run_id: str, workspace=None):
 
 
 def scenario_of(store: Store, record: dict) -> scenarios.Scenario:
-    """A run's scenario, rebuilt from the datasets it was trained on (which must not have changed since)."""
+    """A run's scenario, rebuilt from the dataset versions it was trained on (kept when a dataset is replaced)."""
     spec = record["scenario"]
     for name, version in spec["versions"].items():
-        current = store.dataset(name)
-        if current is None or current["version"] != version:
-            raise CrossLensError(f"dataset '{name}' was deleted or re-ingested after run {record['id']}; "
-                                 f"train a new run on the current data.")
+        if not store.has_version(name, version):
+            raise CrossLensError(f"dataset '{name}' was deleted after run {record['id']}, with the version the run "
+                                 f"was trained on; train a new run on the current data.")
     return scenarios.build(store, spec)
 
 

@@ -205,7 +205,8 @@ def scenario_spec(source: list[str], target: str, seed: int = 0, cold_fraction: 
 def build(store: Store, spec: dict) -> Scenario:
     """Load the scenario's domains from the workspace and split them by the protocol above."""
     domains = [spec["target"], *spec["source"]]
-    tables = {d: (store.load_table(d, "interactions"), store.load_table(d, "items"), store.load_table(d, "kg"))
+    versions = spec.get("versions", {})  # the versions the spec was made on (kept while runs use them)
+    tables = {d: tuple(store.load_table(d, t, versions.get(d)) for t in ("interactions", "items", "kg"))
               for d in domains}
     return split(tables, spec, text_cache=store.text_cache)
 

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -27,6 +28,9 @@ CREATE TABLE IF NOT EXISTS datasets (
     name TEXT PRIMARY KEY, version TEXT NOT NULL, created REAL NOT NULL,
     n_users INTEGER, n_items INTEGER, n_interactions INTEGER, n_triples INTEGER,
     path TEXT NOT NULL, info TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS dataset_versions (
+    name TEXT NOT NULL, version TEXT NOT NULL, path TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS scenarios (
     id TEXT PRIMARY KEY, spec TEXT NOT NULL UNIQUE, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -41,6 +45,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     message TEXT, updated REAL NOT NULL, log_path TEXT);
 """
 JOB_COLUMNS = {"spec": "TEXT NOT NULL DEFAULT '{}'", "created": "REAL", "finished": "REAL"}
+RUN_COLUMNS = {"pid": "INTEGER", "process_start": "TEXT"}  # the process that trains the run, to see it died
 JOB_ACTIVE = ("starting", "running")
 
 
@@ -73,6 +78,7 @@ def write_text(text: str, path: Path) -> None:
 
 
 _OPEN: dict[Path, "Store"] = {}
+_OPENING = threading.Lock()
 
 
 def open_workspace(workspace: "str | os.PathLike | Store | None" = None) -> "Store":
@@ -82,9 +88,10 @@ def open_workspace(workspace: "str | os.PathLike | Store | None" = None) -> "Sto
     if isinstance(workspace, Store):
         return workspace
     root = workspace_path(workspace).resolve()
-    store = _OPEN.get(root)
-    if store is None or not (root / "registry.sqlite").exists():  # a folder deleted since is opened afresh
-        store = _OPEN[root] = Store(root)
+    with _OPENING:  # threads opening one new workspace at once: one creates it
+        store = _OPEN.get(root)
+        if store is None or not (root / "registry.sqlite").exists():  # a folder deleted since is opened afresh
+            store = _OPEN[root] = Store(root)
     return store
 
 
@@ -96,12 +103,16 @@ class Store:
         (self.root / "runs").mkdir(exist_ok=True)
         (self.root / "jobs").mkdir(exist_ok=True)
         with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")  # the dashboard reads while training processes write
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # set once: it stays with the file
+                db.execute("PRAGMA journal_mode=WAL")  # the dashboard reads while training processes write
             db.executescript(SCHEMA)
-            have = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
-            for column, declaration in JOB_COLUMNS.items():  # workspaces made before jobs carried these
-                if column not in have:
-                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
+            for table, columns in (("jobs", JOB_COLUMNS), ("runs", RUN_COLUMNS)):  # workspaces made before these
+                have = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                for column, declaration in columns.items():
+                    if column not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            # workspaces made before versions were kept: their current versions are the stored ones
+            db.execute("INSERT OR IGNORE INTO dataset_versions SELECT name, version, path, created FROM datasets")
         self._sweep_orphans()
 
     @contextmanager
@@ -117,20 +128,27 @@ class Store:
             db.close()
 
     def _sweep_orphans(self) -> None:
-        """Remove dataset folders no registry row points to (left by a crash between rename and commit)."""
+        """Remove dataset folders no registry row points to (left by a crash between rename and commit), but never
+        the staging folder of an ingest whose process is still alive."""
         with self._db() as db:
-            live = {r["path"] for r in db.execute("SELECT path FROM datasets")}
+            live = {r["path"] for r in db.execute("SELECT path FROM dataset_versions")}
         for folder in (self.root / "datasets").iterdir():
             rel = f"datasets/{folder.name}"
+            owner = folder.name.split("-")[1] if folder.name.startswith(".staging-") else ""
+            if owner.isdigit() and _alive(int(owner)):
+                continue
             if rel not in live and time.time() - folder.stat().st_mtime > 60:
                 shutil.rmtree(folder, ignore_errors=True)
 
     # ---- datasets -------------------------------------------------------------------------------------------
-    def put_dataset(self, name: str, tables: dict[str, pd.DataFrame], stats: dict, info: dict) -> dict:
-        """Store a new version of dataset `name` (tables: interactions, items?, kg?), replacing any previous one."""
+    def put_dataset(self, name: str, tables: dict[str, pd.DataFrame], stats: dict, info: dict,
+                    replace: bool = False) -> dict:
+        """Store dataset `name` (tables: interactions, items?, kg?). An existing name needs `replace`: the upload
+        becomes its current version, and the old version is kept while runs were trained on it. Of two ingests
+        of one new name at the same moment, exactly one stores it; the other is refused."""
         version = uuid.uuid4().hex[:12]
         rel = f"datasets/{name}-{version}"
-        staging = self.root / "datasets" / f".staging-{version}"
+        staging = self.root / "datasets" / f".staging-{os.getpid()}-{version}"
         staging.mkdir()
         try:
             for table, df in tables.items():
@@ -142,17 +160,50 @@ class Store:
             raise
         try:
             with self._db() as db:
-                old = db.execute("SELECT path FROM datasets WHERE name = ?", (name,)).fetchone()
-                db.execute(
-                    "INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?)",
-                    (name, version, time.time(), stats["n_users"], stats["n_items"], stats["n_interactions"],
-                     stats.get("n_triples", 0), rel, json.dumps(info)))
+                db.execute("BEGIN IMMEDIATE")  # the write lock first: racing ingests of one name run one by one
+                old = db.execute("SELECT version, path FROM datasets WHERE name = ?", (name,)).fetchone()
+                if old and not replace:
+                    raise self._exists(db, name, old["version"])
+                now = time.time()
+                db.execute("INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?,?,?,?)",
+                           (name, version, now, stats["n_users"], stats["n_items"], stats["n_interactions"],
+                            stats.get("n_triples", 0), rel, json.dumps(info)))
+                db.execute("INSERT INTO dataset_versions VALUES (?,?,?,?)", (name, version, rel, now))
+                unused = old is not None and not self._runs_on(db, name, old["version"])
+                if unused:
+                    db.execute("DELETE FROM dataset_versions WHERE name = ? AND version = ?", (name, old["version"]))
         except BaseException:
             shutil.rmtree(self.root / rel, ignore_errors=True)
             raise
-        if old:
+        if unused:
             shutil.rmtree(self.root / old["path"], ignore_errors=True)
         return self.dataset(name)
+
+    def refuse_existing(self, name: str) -> None:
+        """Raise unless `name` is free (checked before an upload is read; put_dataset checks again, atomically)."""
+        with self._db() as db:
+            old = db.execute("SELECT version FROM datasets WHERE name = ?", (name,)).fetchone()
+            if old:
+                raise self._exists(db, name, old["version"])
+
+    def _exists(self, db, name: str, version: str) -> CrossLensError:
+        runs = self._runs_on(db, name, version)
+        named = f": {', '.join(runs[:5])}{' and more' if len(runs) > 5 else ''}" if runs else ""
+        return CrossLensError(
+            f"a dataset named '{name}' exists already ({len(runs)} run(s) trained on it{named}); ingest with "
+            f"--replace (the dashboard: tick 'Replace') to make this upload its new version, which keeps the old one "
+            f"for those runs, or choose another name.")
+
+    @staticmethod
+    def _runs_on(db, name: str, version: str) -> list[str]:
+        """Ids of the runs whose scenario reads this version of the dataset."""
+        rows = db.execute("SELECT runs.id, scenarios.spec FROM runs JOIN scenarios ON scenarios.id = scenario_id")
+        return [r["id"] for r in rows if json.loads(r["spec"]).get("versions", {}).get(name) == version]
+
+    def has_version(self, name: str, version: str) -> bool:
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM dataset_versions WHERE name = ? AND version = ?",
+                              (name, version)).fetchone() is not None
 
     def dataset(self, name: str) -> dict | None:
         with self._db() as db:
@@ -172,18 +223,24 @@ class Store:
         with self._db() as db:
             return [_dataset_record(r) for r in db.execute("SELECT * FROM datasets ORDER BY name")]
 
-    def load_table(self, name: str, table: str) -> pd.DataFrame | None:
-        record = self.dataset(name)
-        if record is None:
+    def load_table(self, name: str, table: str, version: str | None = None) -> pd.DataFrame | None:
+        """A table of the dataset's current version, or of the stored `version`."""
+        with self._db() as db:
+            row = db.execute("SELECT path FROM dataset_versions WHERE name = ? AND version = ?", (name, version)
+                             ).fetchone() if version else db.execute("SELECT path FROM datasets WHERE name = ?",
+                                                                     (name,)).fetchone()
+        if row is None:
             raise KeyError(name)
-        path = self.root / record["path"] / f"{table}.parquet"
+        path = self.root / row["path"] / f"{table}.parquet"
         return pd.read_parquet(path) if path.exists() else None
 
     def delete_dataset(self, name: str) -> None:
+        """Remove the dataset and every stored version of it."""
         with self._db() as db:
-            row = db.execute("SELECT path FROM datasets WHERE name = ?", (name,)).fetchone()
+            rows = db.execute("SELECT path FROM dataset_versions WHERE name = ?", (name,)).fetchall()
             db.execute("DELETE FROM datasets WHERE name = ?", (name,))
-        if row:
+            db.execute("DELETE FROM dataset_versions WHERE name = ?", (name,))
+        for row in rows:
             shutil.rmtree(self.root / row["path"], ignore_errors=True)
 
     # ---- scenarios and runs ---------------------------------------------------------------------------------
@@ -210,8 +267,9 @@ class Store:
         write_json({"scenario": scenario, "model": model, "config": config}, self.root / rel / "config.json")
         sid = self.scenario_id(scenario)
         with self._db() as db:
-            db.execute("INSERT INTO runs (id, scenario_id, model, config, status, created, path) VALUES (?,?,?,?,?,?,?)",
-                       (run_id, sid, model, json.dumps(config), "running", time.time(), rel))
+            db.execute("INSERT INTO runs (id, scenario_id, model, config, status, created, path, pid, process_start) "
+                       "VALUES (?,?,?,?,?,?,?,?,?)", (run_id, sid, model, json.dumps(config), "running", time.time(),
+                                                      rel, os.getpid(), process_start(os.getpid())))
         return self.run(run_id)
 
     def finish_run(self, run_id: str, metrics: dict, train_seconds: float, eval_seconds: float) -> dict:
@@ -230,10 +288,32 @@ class Store:
             db.execute("UPDATE runs SET status=?, finished=?, error=? WHERE id=?", (status, time.time(), error, run_id))
 
     def run(self, run_id: str) -> dict | None:
+        self._settle_dead_runs()
         with self._db() as db:
             row = db.execute("SELECT runs.*, scenarios.spec FROM runs JOIN scenarios ON scenarios.id = scenario_id "
                              "WHERE runs.id = ?", (run_id,)).fetchone()
         return _run_record(row) if row else None
+
+    def _settle_dead_runs(self) -> None:
+        """Mark failed every run still 'running' whose process is gone (killed, or the machine restarted)."""
+        with self._db() as db:
+            running = db.execute("SELECT id, pid, process_start FROM runs WHERE status = 'running'").fetchall()
+        for r in running:
+            if r["pid"] and not _same_process(r["pid"], r["process_start"]):
+                with self._db() as db:
+                    db.execute("UPDATE runs SET status='failed', finished=?, error=? WHERE id=? AND status='running'",
+                               (time.time(), "the process that trained it ended before it finished (killed?)", r["id"]))
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run, its metrics and its folder; a run still training is refused (cancel it first)."""
+        record = self.require_run(run_id)
+        if record["status"] == "running":
+            raise CrossLensError(f"run {run_id} is still training; cancel its job (or stop its process) first.")
+        with self._db() as db:
+            db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            db.execute("UPDATE jobs SET run_id = NULL WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     def require_run(self, run_id: str) -> dict:
         """The run's record, or a readable error."""
@@ -243,6 +323,7 @@ class Store:
         return record
 
     def runs(self) -> list[dict]:
+        self._settle_dead_runs()
         with self._db() as db:
             rows = db.execute("SELECT runs.*, scenarios.spec FROM runs JOIN scenarios ON scenarios.id = scenario_id "
                               "ORDER BY created").fetchall()
@@ -287,6 +368,31 @@ class Store:
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, from /proc): with the pid, it names one process even
+    after the pid is reused. None where /proc is not there."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _same_process(pid: int, started: str | None) -> bool:
+    if started is not None and Path("/proc").is_dir():
+        return process_start(pid) == started
+    return _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except PermissionError:  # alive, another user's
+        return True
+    except OSError:
+        return False
 
 
 def _dataset_record(row: sqlite3.Row) -> dict:

@@ -5,6 +5,7 @@ import plotly.express as px
 import streamlit as st
 
 from dashboard import layout
+from engine import api
 
 ws = layout.workspace()
 layout.header("Compare runs", "Full ranking over the target domain's items; warm users have target history, cold "
@@ -73,11 +74,11 @@ with layout.readable_errors("Comparing the runs"):
              "all coverage@10", "train s", "eval s"]
     sort = st.selectbox("Sort by", shown[4:], index=0)
     table = view.sort_values(sort, ascending=False)
-    st.dataframe(table[[c for c in shown if c in table]], hide_index=True, width="stretch",
+    layout.table(table[[c for c in shown if c in table]], hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.4f") for c in shown[4:-2]}
                  | {"train s": st.column_config.NumberColumn("train (s)", format="%.1f"),
                     "eval s": st.column_config.NumberColumn("eval (s)", format="%.2f")})
-    st.download_button("Download all metrics (CSV)", table.drop(columns=["error"]).to_csv(index=False),
+    st.download_button("Download all metrics (CSV)", api.safe_table(table.drop(columns=["error"])).to_csv(index=False),
                        file_name="crosslens-runs-" + "".join(c if c.isalnum() else "-" for c in chosen) + ".csv",
                        mime="text/csv", icon=":material/download:")
 
@@ -97,5 +98,5 @@ with layout.readable_errors("Comparing the runs"):
                  "ratio": r["mean_a"] / r["mean_b"] if r["mean_b"] else None, "p-value": r["p_value"],
                  "significant (p < 0.05)": "yes" if r["p_value"] < 0.05 else "no"}
                 for seg, r in result["segments"].items()]
-        st.dataframe(rows, hide_index=True, width="stretch",
+        layout.table(rows, hide_index=True, width="stretch",
                      column_config={"p-value": st.column_config.NumberColumn(format="%.2e")})

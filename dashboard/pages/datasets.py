@@ -26,6 +26,9 @@ with st.expander("Upload a domain", expanded=not layout.datasets(ws), icon=":mat
         items = right.file_uploader("Items (optional)", type=["csv", "tsv", "txt", "parquet", "item"])
         kg = left.file_uploader("Knowledge-graph triples (optional)", type=["csv", "tsv", "txt", "parquet", "kg"])
         link = right.file_uploader("RecBole .link for the .kg (optional)", type=["link"])
+        replace = st.checkbox("Replace the domain of this name if there is one",
+                              help="the upload becomes the domain's current version; runs trained on the old version "
+                                   "keep it and still recommend, explain and export")
         submitted = st.form_submit_button("Validate and store", type="primary", icon=":material/check:")
     if submitted:
         if not name or inter is None:
@@ -44,10 +47,10 @@ with st.expander("Upload a domain", expanded=not layout.datasets(ws), icon=":mat
                 try:
                     with st.spinner("Validating ..."):
                         record = api.ingest(name.strip(), paths["interactions"], paths.get("items"),
-                                            paths.get("kg"), workspace=ws)
+                                            paths.get("kg"), workspace=ws, replace=replace)
                 except api.DatasetError as err:
                     st.error(f"Nothing was stored: {len(err.problems)} problem(s) to fix in the files.")
-                    st.dataframe(pd.DataFrame([{"file": p.file, "rows": ", ".join(map(str, p.rows[:10])) +
+                    layout.table(pd.DataFrame([{"file": p.file, "rows": ", ".join(map(str, p.rows[:10])) +
                                                 (f" (+{p.n_rows - len(p.rows)} more)" if p.n_rows > len(p.rows)
                                                  else ""),
                                                 "column": p.column or "", "problem": p.problem, "fix": p.fix}
@@ -95,9 +98,9 @@ with layout.readable_errors("Reading the datasets"):
     right.plotly_chart(layout.style(fig, "domain", "domain", 320), width="stretch")
 
     tabs = st.tabs(["Interactions (first rows)", "Items (first rows)"])
-    tabs[0].dataframe(prof["preview"]["interactions"], hide_index=True, width="stretch")
+    layout.table(prof["preview"]["interactions"], tabs[0], hide_index=True, width="stretch")
     if prof["preview"]["items"] is not None:
-        tabs[1].dataframe(prof["preview"]["items"], hide_index=True, width="stretch")
+        layout.table(prof["preview"]["items"], tabs[1], hide_index=True, width="stretch")
     else:
         tabs[1].info("This domain has no items file.")
 

@@ -91,7 +91,7 @@ with layout.readable_errors("Reading the maps"):
         cols = st.columns(near["domain"].nunique())
         for col, (domain, part) in zip(cols, near.groupby("domain", sort=False)):
             col.markdown(f"**in {domain}**")
-            col.dataframe(part[["rank", "title", "similarity"]], hide_index=True, width="stretch",
+            layout.table(part[["rank", "title", "similarity"]], col, hide_index=True, width="stretch",
                           column_config={"similarity": st.column_config.ProgressColumn(
                               "cosine", min_value=-1.0, max_value=1.0, format="%.3f")})
 

@@ -47,7 +47,7 @@ with layout.readable_errors("Explaining"):
         domains = list(dict.fromkeys(history["domain"])) or ["(none)"]
         for tab, domain in zip(st.tabs([f"{d} ({int((history['domain'] == d).sum())})" for d in domains]), domains):
             part = history[history["domain"] == domain]
-            tab.dataframe(part[["position", "title"]], hide_index=True, width="stretch",
+            layout.table(part[["position", "title"]], tab, hide_index=True, width="stretch",
                           height=min(36 + 35 * len(part), 390),
                           column_config={"position": st.column_config.NumberColumn("#", width="small"),
                                          "title": st.column_config.TextColumn(width="large")})
@@ -55,7 +55,7 @@ with layout.readable_errors("Explaining"):
         st.subheader(f"Top {k} in {recs['recommendations'][0]['domain']}")
         table = pd.DataFrame(recs["recommendations"])
         table.insert(0, "rank", range(1, len(table) + 1))
-        st.dataframe(table[["rank", "score", "held_out", "title", "item_id"]], hide_index=True,
+        layout.table(table[["rank", "score", "held_out", "title", "item_id"]], hide_index=True,
                      width="stretch", height=min(36 + 35 * len(table), 390),
                      column_config={"rank": st.column_config.NumberColumn("#", width="small"),
                                     "held_out": st.column_config.CheckboxColumn("held-out hit", width="small"),
@@ -92,4 +92,4 @@ with layout.readable_errors("Explaining"):
                               f"{d['top_drop']:.3f} (3 random features: {d['random_drop']:.3f})"
                               for m, d in deletion.items()))
     with st.expander("All features"):
-        st.dataframe(features[["label", "kind", "shap", "lime"]], hide_index=True, width="stretch")
+        layout.table(features[["label", "kind", "shap", "lime"]], hide_index=True, width="stretch")

@@ -38,7 +38,7 @@ with layout.readable_errors("Reading the workspace"):
         latest = done.sort_values("created", ascending=False).head(12)
         headline = [c for c in ("warm ndcg@10", "cold ndcg@10", "warm hr@10", "cold hr@10", "all coverage@10")
                     if c in latest.columns]
-        st.dataframe(latest[["run", "variant", "source", "target", "seed", *headline, "train s"]], hide_index=True,
+        layout.table(latest[["run", "variant", "source", "target", "seed", *headline, "train s"]], hide_index=True,
                      width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.4f") for c in headline}
                      | {"train s": st.column_config.NumberColumn("train (s)", format="%.1f"),
@@ -61,6 +61,6 @@ with layout.readable_errors("Reading the workspace"):
 
     if datasets:
         st.subheader("Datasets")
-        st.dataframe([{"domain": d["name"], "users": d["n_users"], "items": d["n_items"],
+        layout.table([{"domain": d["name"], "users": d["n_users"], "items": d["n_items"],
                        "interactions": d["n_interactions"], "KG triples": d["n_triples"]} for d in datasets],
                      hide_index=True, width="stretch")

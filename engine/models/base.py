@@ -16,6 +16,7 @@ import torch
 
 from ..device import default_device
 from ..scenario import Batch, Scenario
+from . import settings
 
 
 class Recommender:
@@ -23,6 +24,7 @@ class Recommender:
     uses_history = False      # True: scores from the history in the batch (works for cold users)
     description = ""          # one line for the model catalogue
     defaults: dict = {}
+    ranges: dict = {}         # setting -> settings.Range it must lie in (its type is its default's)
     post_training: tuple = ()  # settings used only after fitting: api.derive may change them on a trained run
 
     def __init__(self, **params):
@@ -31,6 +33,7 @@ class Recommender:
             raise ValueError(f"model '{self.name}' has no setting {', '.join(sorted(unknown))}; "
                              f"its settings are: {', '.join(sorted(self.defaults)) or 'none'}")
         self.params = {**self.defaults, **params}
+        settings.check(self.name, self.defaults, self.ranges, self.params)
         self.device = torch.device(default_device())
 
     def fit(self, scenario: Scenario, progress=None) -> "Recommender":

@@ -10,13 +10,14 @@ import torch
 
 from ..train import fit_module, sample_negatives, shuffled_batches
 from .base import ItemSpace, Recommender
-from .mf import MF_DEFAULTS, Factorisation
+from .mf import MF_DEFAULTS, MF_RANGES, Factorisation
 
 
 class BPR(ItemSpace, Recommender):
     name = "bpr"
     description = "matrix factorisation on the target domain"
     defaults = dict(MF_DEFAULTS)
+    ranges = MF_RANGES
     all_domains = False  # which interactions train the factors
 
     def _n_items(self, scenario):

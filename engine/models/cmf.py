@@ -5,7 +5,8 @@ source interactions still gets a factor that lives in the target items' space. `
 target domain's pairs in the loss, so the shared factor is not dominated by a larger source domain.
 """
 from .bpr import BPR
-from .mf import MF_DEFAULTS
+from .mf import MF_DEFAULTS, MF_RANGES
+from .settings import POSITIVE
 
 
 class CMF(BPR):
@@ -13,3 +14,4 @@ class CMF(BPR):
     description = "factorisation shared across domains"
     all_domains = True
     defaults = {**MF_DEFAULTS, "target_weight": 5.0}
+    ranges = {**MF_RANGES, "target_weight": POSITIVE}

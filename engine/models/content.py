@@ -18,7 +18,6 @@ ENTITY_WEIGHTS (ties: the earlier candidate).
 from __future__ import annotations
 
 import itertools
-from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -31,6 +30,7 @@ from ..evaluate import mask_known, ndcg_sum
 from ..scenario import CASE_SEGMENTS
 from ..text_space import apply_whitening, fit_whitening
 from .base import Explainable, ItemSpace, Recommender
+from .settings import FRACTION, NON_NEGATIVE, Range
 
 SETTINGS = ("power", "decay", "entity_weight")
 POWERS = (0.5, 0.0, 1.0)                 # whitening: 0 only centres, 1 whitens fully
@@ -46,10 +46,7 @@ class Content(ItemSpace, Explainable, Recommender):
     description = "frozen item text (and attribute entities) of the history against each item; no training"
     uses_history = True
     defaults = {"power": None, "decay": None, "entity_weight": None, "encoder": text.DEFAULT_ENCODER}
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        _check_settings(self.params)
+    ranges = {"power": FRACTION, "decay": Range(0, 1, above=True), "entity_weight": NON_NEGATIVE}
 
     def fit(self, scenario, progress=None):
         self._build(scenario, progress)
@@ -267,18 +264,3 @@ def _combine(text_scores: torch.Tensor, entity_scores: torch.Tensor | None, weig
     if entity_scores is None or not weight:
         return out if out is text_scores else out.copy_(text_scores)
     return torch.add(text_scores, entity_scores, alpha=weight, out=out)
-
-
-def _check_settings(params: dict) -> None:
-    """Each of power, decay and entity_weight is None (chosen on validation) or a number in its range."""
-    ranges = {"power": (0.0, 1.0, "between 0 (only centre) and 1 (whiten fully)"),
-              "decay": (0.0, 1.0, "in (0, 1]: the weight of each older history item relative to the next"),
-              "entity_weight": (0.0, np.inf, "at least 0")}
-    for name, (low, high, expected) in ranges.items():
-        value = params[name]
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, Real) or not low <= value <= high \
-                or (name == "decay" and value == 0):
-            raise ValueError(f"content setting {name} must be {expected}, or unset to be chosen on validation; "
-                             f"got {value!r}")

@@ -13,7 +13,8 @@ from torch import nn
 from ..train import fit_module, shuffled_batches
 from .base import ItemSpace, Recommender
 from .bpr import bpr_batches
-from .mf import MF_DEFAULTS, Factorisation
+from .mf import MF_DEFAULTS, MF_RANGES, Factorisation
+from .settings import COUNT, POSITIVE, Range
 
 
 class TwoDomainFactors(nn.Module):
@@ -57,11 +58,11 @@ class EMCDR(ItemSpace, Recommender):
     description = "factorisation per domain + a learned source-to-target mapping"
     defaults = {**MF_DEFAULTS, "reg": 0.01, "map_hidden": 128, "map_lr": 0.001, "map_epochs": 60, "map_patience": 4,
                 "map_loss": "bpr"}
+    ranges = {**MF_RANGES, "map_hidden": COUNT, "map_lr": POSITIVE, "map_epochs": COUNT, "map_patience": COUNT,
+              "map_loss": Range(choices=("bpr", "mse"))}
 
     def _modules(self, scenario):
         p = self.params
-        if p["map_loss"] not in ("bpr", "mse"):
-            raise ValueError(f"map_loss must be 'bpr' or 'mse', got '{p['map_loss']}'")
         factors = TwoDomainFactors(scenario.n_users, scenario.n_items, scenario.n_target, p["dim"], p["reg"])
         return factors.to(self.device), Mapping(factors, p["map_hidden"], p["map_loss"]).to(self.device)
 

@@ -9,6 +9,7 @@ import torch
 from scipy import sparse
 
 from .base import Explainable, Recommender
+from .settings import COUNT, NON_NEGATIVE
 
 
 class ItemKNN(Explainable, Recommender):
@@ -16,6 +17,7 @@ class ItemKNN(Explainable, Recommender):
     description = "item-to-item co-occurrence over all domains"
     uses_history = True
     defaults = {"neighbours": 100, "shrink": 0.0}
+    ranges = {"neighbours": COUNT, "shrink": NON_NEGATIVE}
 
     def fit(self, scenario, progress=None):
         self.similarity_ = similarity(scenario, self.params["neighbours"], self.params["shrink"])

@@ -5,7 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .settings import COUNT, NON_NEGATIVE, POSITIVE, SEED
+
 MF_DEFAULTS = {"dim": 64, "lr": 0.005, "reg": 0.03, "epochs": 40, "patience": 4, "batch_size": 4096, "seed": 0}
+MF_RANGES = {"dim": COUNT, "lr": POSITIVE, "reg": NON_NEGATIVE, "epochs": COUNT, "patience": COUNT,
+             "batch_size": COUNT, "seed": SEED}
 
 
 class Factorisation(nn.Module):

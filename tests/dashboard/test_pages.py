@@ -123,3 +123,17 @@ def test_launching_from_the_train_page_creates_a_job_in_the_registry(tmp_path, m
     while api.job(jobs[0]["id"], tmp_path)["status"] in ("starting", "running") and time.time() < deadline:
         time.sleep(0.3)
     assert api.job(jobs[0]["id"], tmp_path)["status"] == "done"
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", ""])
+def test_served_beyond_this_machine_without_login_the_app_refuses(address, tmp_path, monkeypatch):
+    from streamlit import config
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    before = config.get_option("server.address")
+    config.set_option("server.address", address)
+    try:
+        at = AppTest.from_file(APP, default_timeout=120).run()
+    finally:
+        config.set_option("server.address", before)
+    assert not at.exception and "refuses to serve" in at.error[0].value
+    assert not at.title  # no page ran

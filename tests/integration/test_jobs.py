@@ -72,6 +72,38 @@ def test_a_job_whose_process_died_is_marked_failed_with_its_run(ws):
     assert api.run(running["run_id"], ws)["status"] == "failed"
 
 
+def foreground_training(ws):
+    """`python -m engine train` in the foreground (no job), once its run exists: (process, run id)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen([sys.executable, "-m", "engine", "train", "--source", "src", "--target", "tgt",
+                                "--model", "lmkg", "--epochs", "500", "--set", "patience=500", "--no-maps",
+                                "--workspace", str(ws)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not api.runs(ws) and time.time() < deadline:
+        time.sleep(0.2)
+    assert api.runs(ws), process.stderr.read() if process.poll() is not None else "no run after 120 s"
+    return process, api.runs(ws)[0]["id"]
+
+
+def test_a_foreground_training_killed_shows_failed_and_one_terminated_shows_cancelled(ws):
+    process, run_id = foreground_training(ws)
+    assert api.run(run_id, ws)["status"] == "running"
+    process.kill()  # SIGKILL: nothing in the process can react
+    process.wait()
+    failed = api.run(run_id, ws)
+    assert failed["status"] == "failed" and "ended before it finished" in failed["error"]
+    api.delete_run(run_id, ws)
+    assert api.runs(ws) == []
+    process, run_id = foreground_training(ws)
+    process.terminate()  # SIGTERM
+    assert process.wait(30) == 130 and "cancelled" in process.stderr.read()
+    assert api.run(run_id, ws)["status"] == "cancelled"
+
+
 def test_a_request_that_cannot_work_is_refused_before_any_job_exists(ws):
     with pytest.raises(CrossLensError, match="no dataset named 'books'"):
         api.start_training("books", "tgt", "bpr", workspace=ws)

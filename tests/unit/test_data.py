@@ -271,3 +271,60 @@ def test_kg_entities_that_are_not_items_are_kept(tmp_path):
     write(tmp_path, "d.link", "item_id:token\tentity_id:token\ni1\tm.1\n")
     dd = read_domain("d", write(tmp_path, "d.inter", "user_id:token\titem_id:token\nu\ti1\n"), kg=kg)
     assert dd.kg.values.tolist() == [["i1", "r", "m.2"], ["m.3", "r", "i1"]]
+
+
+def test_a_field_left_open_names_its_row(tmp_path):
+    with pytest.raises(DatasetError) as err:
+        read_table(write(tmp_path, "i.csv", 'user_id,item_id\nu1,a\nu2,"b\nu3,c\n'))
+    assert problems(err)[0].rows == [2]
+
+
+def test_exactly_repeated_header_names_are_rejected_in_text_and_parquet(tmp_path):
+    with pytest.raises(DatasetError, match="'user_id' more than once"):
+        read_table(write(tmp_path, "i.csv", "user_id,item_id,user_id\nu1,a,u2\n"))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table([pa.array(["u1"]), pa.array(["a"]), pa.array(["x"])],
+                            names=["user_id", "item_id", "item_id"]), tmp_path / "i.parquet")
+    with pytest.raises(DatasetError, match="'item_id' more than once"):
+        read_table(tmp_path / "i.parquet")
+
+
+def test_parquet_binary_and_nested_columns_name_the_column(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"user_id": pa.array([b"u1", b"u2"]), "item_id": ["a", "b"]}), tmp_path / "text.parquet")
+    assert read_table(tmp_path / "text.parquet")["user_id"].tolist() == ["u1", "u2"]  # bytes that are UTF-8 text
+    pq.write_table(pa.table({"user_id": pa.array([b"u1", b"\xff\xfe"]), "item_id": pa.array([["a"], ["b", "c"]]),
+                             "meta": pa.array([{"k": 1}, {"k": 2}])}), tmp_path / "bad.parquet")
+    with pytest.raises(DatasetError) as err:
+        read_table(tmp_path / "bad.parquet")
+    found = {p.column: p for p in problems(err)}
+    assert set(found) == {"user_id", "item_id", "meta"} and found["user_id"].rows == [2]
+    assert "nested values" in found["item_id"].problem and "not UTF-8" in found["user_id"].problem
+
+
+@pytest.mark.parametrize("stamp", ["-1e23", "1e17", "inf"])
+def test_a_timestamp_that_is_no_point_in_time_is_rejected(tmp_path, stamp):
+    with pytest.raises(DatasetError) as err:
+        read_domain("d", write(tmp_path, "i.csv", f"user_id,item_id,timestamp\nu1,a,5\nu1,b,{stamp}\n"))
+    (p,) = problems(err)
+    assert p.column == "timestamp" and p.rows == [2]
+    ok = read_domain("d", write(tmp_path, "j.csv", "user_id,item_id,timestamp\nu1,a,1700000000123\nu1,b,-5\n"))
+    assert ok.interactions["timestamp"].tolist() == [1700000000123.0, -5.0]  # milliseconds, positions: times
+
+
+def test_unicode_twins_are_one_id_after_nfc_with_a_warning(tmp_path):
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    dd = read_domain("d", write(tmp_path, "i.csv", f"user_id,item_id\nu1,{nfc}\nu2,{nfd}\n"),
+                     write(tmp_path, "items.csv", f"item_id,title\n{nfc},coffee\n"))
+    assert dd.interactions["item_id"].tolist() == [nfc, nfc]
+    assert any("normalised to NFC" in w for w in dd.warnings)
+
+
+def test_a_kg_without_its_link_and_triples_that_reach_no_item_are_warned_of(tmp_path):
+    inter = write(tmp_path, "d.inter", "user_id:token\titem_id:token\nu\ti1\n")
+    kg = write(tmp_path, "d.kg", "head_id:token\trelation_id:token\ttail_id:token\nm.1\tr\tm.2\ni1\tr\tm.3\n")
+    dd = read_domain("d", inter, kg=kg)
+    assert any("no d.link beside it" in w for w in dd.warnings)
+    assert any("1 of 2 triple(s) name no item" in w for w in dd.warnings)

@@ -54,3 +54,14 @@ def test_a_workspace_is_opened_once_per_process(tmp_path):
     assert open_workspace(tmp_path / "ws") is store and open_workspace(store) is store
     assert open_workspace(str(tmp_path / "ws" / ".." / "ws")) is store  # the same folder, however it is named
     assert store.text_cache == store.root / "text_cache"
+
+
+def test_an_encoder_is_the_bundled_one_or_a_folder_inside_the_workspace(tmp_path, ingested_workspace, domains):
+    ws = ingested_workspace(tmp_path / "ws", domains)
+    for outside in ("/etc", "/no/such/folder", str(tmp_path), "../elsewhere"):
+        with pytest.raises(CrossLensError, match="inside the workspace") as err:
+            TrainRequest("src", "tgt", "lmkg", settings={"encoder": outside}).check(ws)
+        assert "exist" not in str(err.value)  # says nothing of what is on the machine
+    TrainRequest("src", "tgt", "lmkg", settings={"encoder": "minilm"}).check(ws)
+    inside = TrainRequest("src", "tgt", "content", settings={"encoder": str(ws / "encoders" / "mine")})
+    inside.check(ws)  # allowed here; whether it is a model folder is the encoder's to say when it loads

@@ -11,6 +11,7 @@ from ...scenario import Batch
 from ...train import fit_module
 from .. import itemknn
 from ..base import ItemSpace, Recommender
+from ..settings import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED, Range
 from ..content import Content
 from . import calibration, collaborative, windows
 from .explain_hooks import ExplanationHooks
@@ -21,6 +22,10 @@ DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.
             "seed": 0, "text_dim": 128, "whitening": 0.5, "target_view": 0.5, "use_text": True, "use_kg": True,
             "use_source": True, "use_cf": True, "cold_windows": True, "neighbours": 100, "kg_hops": 2,
             "encoder": text.DEFAULT_ENCODER}
+RANGES = {"dim": COUNT, "layers": COUNT, "heads": COUNT, "max_history": COUNT, "dropout": Range(0, 0.95),
+          "negatives": COUNT, "temperature": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "epochs": COUNT,
+          "patience": COUNT, "batch_size": COUNT, "seed": SEED, "text_dim": COUNT, "whitening": FRACTION,
+          "target_view": FRACTION, "neighbours": COUNT, "kg_hops": Range(1, 2)}
 CALIBRATION_KEYS = {False: "calibration.network", True: "calibration.cf"}  # use_cf -> its calibration's weights key
 
 
@@ -29,7 +34,15 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
     description = "CrossLens: item text (MiniLM) + knowledge graph + cross-domain Transformer + co-occurrence"
     uses_history = True
     defaults = DEFAULTS
+    ranges = RANGES
     post_training = ("use_cf",)  # the collaborative channel is fitted and calibrated after the network
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        dim, heads = self.params["dim"], self.params["heads"]
+        if dim % heads:
+            raise ValueError(f"lmkg setting dim ({dim}) must be a multiple of heads ({heads}): each attention head "
+                             f"reads an equal share of the vector")
 
     def _semantic_model(self) -> Content:
         """The frozen-text channel: engine.models.content in the whitened sentence space (its entity part only
