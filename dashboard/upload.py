@@ -1,5 +1,5 @@
-"""Uploaded files onto disk for the engine's readers: under a sanitised name in a private temporary folder,
-parsed by engine.data (CSV/TSV/Parquet/RecBole atomic), never unpickled."""
+"""Uploaded files onto disk for the engine's readers: under a sanitised name in a private folder inside the
+workspace (api.upload_folder), parsed by engine.data (CSV/TSV/Parquet/RecBole atomic), never unpickled."""
 from __future__ import annotations
 
 import re

@@ -67,6 +67,11 @@ def datasets(workspace=None) -> list[dict]:
     return open_workspace(workspace).datasets()
 
 
+def upload_folder(workspace=None):
+    """A context manager: a private folder inside the workspace to put uploaded files in while they are ingested."""
+    return open_workspace(workspace).upload_folder()
+
+
 def delete_dataset(name: str, workspace=None) -> None:
     """Remove a dataset and every stored version of it. Its runs stay (their metrics remain comparable) but can no
     longer be loaded."""

@@ -39,7 +39,7 @@ def train(request: TrainRequest, workspace=None, progress=None, on_run=None) -> 
         recommender.fit(sc)
         return {}
     config = {"params": recommender.params, "sampled": request.sampled, "device": str(recommender.device),
-              "processes": world}
+              "processes": world, "threads": torch.get_num_threads()}  # another count sums in another order
     run_record = store.new_run(spec, request.model, config)
     if on_run:
         on_run(run_record["id"])

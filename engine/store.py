@@ -132,13 +132,25 @@ class Store:
         the staging folder of an ingest whose process is still alive."""
         with self._db() as db:
             live = {r["path"] for r in db.execute("SELECT path FROM dataset_versions")}
-        for folder in (self.root / "datasets").iterdir():
-            rel = f"datasets/{folder.name}"
+        uploads = self.root / "uploads"
+        for folder in [*(self.root / "datasets").iterdir(), *(uploads.iterdir() if uploads.is_dir() else [])]:
+            rel = f"{folder.parent.name}/{folder.name}"
             owner = folder.name.split("-")[1] if folder.name.startswith(".staging-") else ""
             if owner.isdigit() and _alive(int(owner)):
                 continue
             if rel not in live and time.time() - folder.stat().st_mtime > 60:
                 shutil.rmtree(folder, ignore_errors=True)
+
+    @contextmanager
+    def upload_folder(self):
+        """A private folder inside the workspace for uploaded files while they are read, removed afterwards; the
+        sweep removes one whose process died (a server killed mid-upload)."""
+        folder = self.root / "uploads" / f".staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     # ---- datasets -------------------------------------------------------------------------------------------
     def put_dataset(self, name: str, tables: dict[str, pd.DataFrame], stats: dict, info: dict,

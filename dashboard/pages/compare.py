@@ -81,6 +81,14 @@ with layout.readable_errors("Comparing the runs"):
     st.download_button("Download all metrics (CSV)", api.safe_table(table.drop(columns=["error"])).to_csv(index=False),
                        file_name="crosslens-runs-" + "".join(c if c.isalnum() else "-" for c in chosen) + ".csv",
                        mime="text/csv", icon=":material/download:")
+    with st.expander("Delete a run", icon=":material/delete:"):
+        doomed = layout.pick_run(view, "Run to delete (its metrics and files go; a run still training cannot)",
+                                 key="delete-run")
+        if st.button("Delete this run", disabled=not st.checkbox(f"Yes, delete run {doomed}", key="delete-sure")):
+            api.delete_run(doomed, ws)
+            layout.runs.clear()
+            layout.metrics.clear()
+            st.rerun()
 
     st.subheader("Paired significance")
     st.caption("Wilcoxon signed-rank test on the per-user values of two runs of the same scenario (same users, "

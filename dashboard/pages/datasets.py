@@ -1,7 +1,5 @@
 """Datasets: upload a domain (validated; nothing stored on error), its profile, users shared across domains,
 and deleting a domain."""
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -34,9 +32,7 @@ with st.expander("Upload a domain", expanded=not layout.datasets(ws), icon=":mat
         if not name or inter is None:
             st.warning("Give the domain a name and choose its interactions file.")
         else:
-            with tempfile.TemporaryDirectory(prefix="crosslens-upload-") as tmp, \
-                    layout.readable_errors("Storing the dataset"):
-                folder = Path(tmp)
+            with layout.readable_errors("Storing the dataset"), api.upload_folder(ws) as folder:
                 paths = {"interactions": upload.save(inter, folder, "interactions.csv")}
                 if items is not None:
                     paths["items"] = upload.save(items, folder, "items.csv")

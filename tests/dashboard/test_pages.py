@@ -137,3 +137,31 @@ def test_served_beyond_this_machine_without_login_the_app_refuses(address, tmp_p
         config.set_option("server.address", before)
     assert not at.exception and "refuses to serve" in at.error[0].value
     assert not at.title  # no page ran
+
+
+def test_uploading_over_a_domain_needs_the_replace_box(tmp_path, monkeypatch, domain_files):
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    inter, items = domain_files["src"]
+    files = {"Interactions": ("inter.csv", inter.read_bytes()), "Items": ("items.csv", items.read_bytes())}
+    first = upload(open_page("datasets"), "books", files)
+    version = api.datasets(tmp_path)[0]["version"]
+    again = upload(first, "books", files)
+    assert any("exists already" in e.value for e in again.error)
+    assert api.datasets(tmp_path)[0]["version"] == version  # nothing changed
+    again.checkbox[0].check()
+    replaced = upload(again, "books", files)
+    assert not replaced.error and api.datasets(tmp_path)[0]["version"] != version
+
+
+def test_a_run_is_deleted_from_the_compare_page_after_a_confirmation(tmp_path, monkeypatch, domain_files):
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    run = api.train("src", "tgt", "pop", workspace=tmp_path)
+    at = open_page("compare")
+    delete = next(b for b in at.button if b.label == "Delete this run")
+    assert delete.disabled
+    at.checkbox(key="delete-sure").check().run()
+    next(b for b in at.button if b.label == "Delete this run").click().run()
+    assert not at.exception and api.runs(tmp_path) == []
+    assert not (tmp_path / "runs" / run["id"]).exists()

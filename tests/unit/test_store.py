@@ -156,3 +156,20 @@ def test_delete_run_removes_the_run_its_metrics_and_files_but_not_a_running_one(
         "SELECT * FROM metrics WHERE run_id = ?", (run["id"],)).fetchall()
     with pytest.raises(CrossLensError, match="no run"):
         api.delete_run(run["id"], tmp_path)
+
+
+def test_an_upload_is_staged_inside_the_workspace_and_a_dead_servers_upload_is_swept(tmp_path):
+    import os
+    import time
+    with api.upload_folder(tmp_path) as folder:
+        assert folder.parent == tmp_path / "uploads" and folder.is_dir()
+        Store(tmp_path)  # a sweep while this process is still uploading leaves the folder alone
+        assert folder.is_dir()
+    assert not folder.exists()
+    dead = tmp_path / "uploads" / ".staging-999999999-abc"  # no such process
+    dead.mkdir()
+    (dead / "interactions.csv").write_text("user_id,item_id\n")
+    old = time.time() - 3600
+    os.utime(dead, (old, old))
+    Store(tmp_path)
+    assert not dead.exists()
