@@ -2,7 +2,8 @@
 
 `start_training` checks the request, writes a job row holding it and launches `python -m engine train --job ID`
 in a new session (process group), its output going to the job's log; that process reads the request back from
-the row. It reports through `Reporter`: the job row (stage, progress) at most once a second and every epoch's
+the row, and waits (status `starting`, message `queued: ...`) until fewer than `max_jobs()` jobs run and every
+job started before it has begun. It reports through `Reporter`: the job row (stage, progress) at most once a second and every epoch's
 loss and validation figure as a line of `curves.jsonl`; it marks the job done, failed or cancelled itself.
 Readers (the dashboard, `python -m engine jobs`) only read, so a browser reload or a server restart loses
 nothing. A job whose process is gone while its row still says it is running (killed, machine rebooted) is marked
@@ -30,6 +31,16 @@ from .store import JOB_ACTIVE, Store, open_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT_EVERY = 1.0  # seconds between progress writes (epoch ends are always written)
+QUEUE_POLL = 1.0    # seconds between a waiting job's looks for a free slot
+
+
+def max_jobs() -> int:
+    """How many jobs run at once (the others wait, in order): $CROSSLENS_MAX_JOBS, default 1. Each training uses
+    every core, and two at once on the same cores run many times slower than one after the other."""
+    value = os.environ.get("CROSSLENS_MAX_JOBS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise CrossLensError(f"CROSSLENS_MAX_JOBS must be a whole number of at least 1, got '{value}'.")
+    return int(value)
 
 
 def start_training(request: TrainRequest, workspace=None) -> dict:
@@ -178,8 +189,14 @@ class Reporter:
             raise CrossLensError(f"no job '{job_id}' in workspace {self.store.root}.")
         self.curves = self.store.job_dir(job_id) / "curves.jsonl"
         self.last = 0.0
-        interrupt_on_sigterm()  # a cancel arrives as SIGTERM
-        self.store.update_job(job_id, only_if_active=True, status="running", pid=os.getpid(), message="starting")
+        interrupt_on_sigterm()  # a cancel arrives as SIGTERM, also while the job waits
+        limit = max_jobs()
+        while ahead := self.store.claim_job_slot(job_id, limit, os.getpid()):
+            self.store.update_job(job_id, only_if_active=True, pid=os.getpid(),
+                                  message=f"queued: {ahead} job(s) before it; {limit} run(s) at once "
+                                          f"(CROSSLENS_MAX_JOBS)")
+            time.sleep(QUEUE_POLL)
+            jobs(self.store)  # a job whose process died frees its slot
 
     def attach(self, run_id: str) -> None:
         self.store.update_job(self.id, run_id=run_id)

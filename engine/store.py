@@ -369,6 +369,25 @@ class Store:
         with self._db() as db:
             return db.execute(sql, (*fields.values(), job_id, *(JOB_ACTIVE if only_if_active else ()))).rowcount > 0
 
+    def claim_job_slot(self, job_id: str, limit: int, pid: int) -> int:
+        """Mark job `job_id` running (with its pid) if fewer than `limit` jobs run and no job started before it
+        waits, and return 0; else return how many jobs run or wait before it (at least 1). One transaction with
+        the write lock, so two waiting jobs never take one free slot."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute("SELECT id, status FROM jobs WHERE status IN ('starting', 'running') "
+                              "ORDER BY created, id").fetchall()
+            ids = [r["id"] for r in rows]
+            if job_id not in ids:  # cancelled meanwhile
+                return 1
+            running = sum(r["status"] == "running" for r in rows)
+            waiting = sum(r["status"] == "starting" for r in rows[: ids.index(job_id)])
+            if waiting or running >= limit:
+                return max(running + waiting, 1)
+            db.execute("UPDATE jobs SET status='running', pid=?, message='starting', updated=? WHERE id=?",
+                       (pid, time.time(), job_id))
+            return 0
+
     def job(self, job_id: str) -> dict | None:
         with self._db() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

@@ -133,3 +133,20 @@ def test_maps_of_a_finished_run_are_computed_by_a_job_and_refused_for_a_model_wi
     done = wait(ws, job["id"], lambda j: j["status"] not in ("starting", "running"))
     assert done["status"] == "done" and done["run_id"] == bpr["id"], api.job_log(job["id"], ws)
     assert api.runs_table(ws).set_index("run").loc[bpr["id"], "maps"]
+
+
+def test_jobs_beyond_the_limit_wait_in_order_and_a_waiting_one_can_be_cancelled(ws, monkeypatch):
+    monkeypatch.setenv("CROSSLENS_MAX_JOBS", "1")
+    first = api.start_training("src", "tgt", "lmkg", epochs=500, settings={"patience": 500}, maps=False,
+                               workspace=ws)
+    second = api.start_training("src", "tgt", "pop", maps=False, workspace=ws)
+    third = api.start_training("src", "tgt", "pop", maps=False, workspace=ws)
+    wait(ws, first["id"], lambda j: j["run_id"] is not None)  # the first runs ...
+    queued = wait(ws, third["id"], lambda j: "queued: 2 job(s) before it" in (j["message"] or ""))
+    assert queued["status"] == "starting" and api.job(second["id"], ws)["status"] == "starting"  # ... the rest wait
+    assert api.cancel_job(second["id"], ws)["status"] == "cancelled"  # cancelled while waiting: it never ran
+    assert api.job(second["id"], ws)["run_id"] is None
+    api.cancel_job(first["id"], ws)
+    done = wait(ws, third["id"], lambda j: j["status"] not in ("starting", "running"))
+    assert done["status"] == "done", api.job_log(third["id"], ws)
+    assert [r["model"] for r in api.runs(ws)] == ["lmkg", "pop"]
