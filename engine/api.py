@@ -18,7 +18,7 @@ from .maps import domain_neighbours, read_maps  # noqa: F401
 from .models import MODELS
 from .models.base import explainable, learns_vectors
 from .profile import dataset_profile, runs_using, shared_users  # noqa: F401  (read-only views for analysts)
-from .request import TrainRequest, make_model, parse_settings, scenario_spec  # noqa: F401
+from .request import TrainRequest, parse_settings  # noqa: F401
 from .runs import (LoadedRun, compare, compute_maps, derive, explainer, load, run, run_curves, runs,  # noqa: F401
                    runs_table, scenario_of, test_users, variant)
 from .runs import train as runs_train
