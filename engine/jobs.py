@@ -27,7 +27,7 @@ import pandas as pd
 from . import maps, peers
 from .errors import CrossLensError
 from .request import TrainRequest, scenario_spec
-from .store import JOB_ACTIVE, Store, open_workspace
+from .store import JOB_ACTIVE, Store, open_workspace, pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT_EVERY = 1.0  # seconds between progress writes (epoch ends are always written)
@@ -243,11 +243,7 @@ def _alive(job: dict) -> bool:
             return state not in ("Z", "X") and job["id"] in (proc / "cmdline").read_bytes().decode(errors="replace")
         except (OSError, IndexError):
             return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
+    return pid_alive(pid)
 
 
 def _mark_dead(store: Store, job: dict) -> None:

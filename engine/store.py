@@ -136,7 +136,7 @@ class Store:
         for folder in [*(self.root / "datasets").iterdir(), *(uploads.iterdir() if uploads.is_dir() else [])]:
             rel = f"{folder.parent.name}/{folder.name}"
             owner = folder.name.split("-")[1] if folder.name.startswith(".staging-") else ""
-            if owner.isdigit() and _alive(int(owner)):
+            if owner.isdigit() and pid_alive(int(owner)):
                 continue
             if rel not in live and time.time() - folder.stat().st_mtime > 60:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -413,10 +413,11 @@ def process_start(pid: int) -> str | None:
 def _same_process(pid: int, started: str | None) -> bool:
     if started is not None and Path("/proc").is_dir():
         return process_start(pid) == started
-    return _alive(pid)
+    return pid_alive(pid)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this pid runs (where /proc says nothing more)."""
     try:
         os.kill(pid, 0)
         return True
