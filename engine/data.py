@@ -31,6 +31,7 @@ RECBOLE_TYPE = re.compile(r":\s*(token|token_seq|float|float_seq)$")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 SHOWN_ROWS = 5
 TIMESTAMP_FIX = "use epoch seconds or ISO-8601 like 2024-01-31T12:00:00, the same kind in every row"
+TEXT = "string[pyarrow]"  # how uploaded text is held while it is checked
 TIMESTAMP_LIMIT = 1e16  # |t| beyond this is no time: epoch microseconds reach it only in the year 2286
 
 
@@ -152,11 +153,11 @@ def _first_non_utf8(values: list) -> int:
 def _read_text(path: Path, sep: str) -> pd.DataFrame:
     """Header and rows as text. The header is read as a row (so repeated names stay visible, not renamed); a row
     with more fields than the header is refused naming it, a shorter one reads as blanks (checked later)."""
-    text = _decode(path.read_bytes(), path.name)
+    encoding, body = _decode(path.read_bytes(), path.name)
     fix = "make every row have as many fields as the header, quoting fields that contain the separator"
-    try:
-        raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, header=None,
-                          index_col=False)
+    try:  # Arrow strings: a quarter of the memory Python strings take (uploads can be hundreds of MB)
+        raw = pd.read_csv(io.BytesIO(body), encoding=encoding, sep=sep, dtype=TEXT, keep_default_na=False,
+                          header=None, index_col=False)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except pd.errors.ParserError as err:
@@ -166,13 +167,14 @@ def _read_text(path: Path, sep: str) -> pd.DataFrame:
         saw = re.search(r"Expected (\d+) fields .* saw (\d+)", str(err))
         what = f"a row has {saw.group(2)} fields where the header has {saw.group(1)}" if saw else str(err).strip()
         _fail(path.name, f"cannot be split into columns ({what})", fix, rows)
-    df = raw.iloc[1:].reset_index(drop=True)
-    df.columns = raw.iloc[0].tolist()
+    df = raw.iloc[1:].reset_index(drop=True).fillna("")  # a short row's missing fields: blanks
+    df.columns = raw.iloc[0].fillna("").tolist()
     return df
 
 
-def _decode(raw: bytes, name: str) -> str:
-    """UTF-8 (with or without BOM) or UTF-16 with BOM; anything else is rejected naming the first bad line."""
+def _decode(raw: bytes, name: str) -> tuple[str, bytes]:
+    """(encoding, body without BOM) of UTF-8 (with or without BOM) or UTF-16 with BOM text; anything else is
+    rejected naming the first bad line."""
     encoding, body = "utf-8", raw
     for bom, enc in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
         if raw.startswith(bom):
@@ -188,7 +190,7 @@ def _decode(raw: bytes, name: str) -> str:
         line = text[: text.index("\0")].count("\n") + 1
         _fail(name, f"line {line} (the header is line 1) contains NUL characters (UTF-16 without a BOM?)",
               "re-save the file as UTF-8")
-    return text
+    return encoding, body
 
 
 def _canonical(df: pd.DataFrame, kind: str, name: str) -> Problem | None:
@@ -225,7 +227,10 @@ def _strip_ids(df: pd.DataFrame, columns, name: str, problems: list[Problem], wa
     """Ids without surrounding spaces, in Unicode NFC (one id typed as 'é' or as 'e' + accent is one id)."""
     for c in columns:
         text = df[c].str.strip()
-        df[c] = text.map(lambda v: unicodedata.normalize("NFC", v))
+        df[c] = text
+        other = text.str.contains(r"[^\x00-\x7f]", regex=True)  # ASCII is NFC already
+        if other.any():
+            df.loc[other, c] = text[other].map(lambda v: unicodedata.normalize("NFC", v))
         changed = df[c] != text
         if changed.any():
             warnings.append(f"{name}: {int(changed.sum())} {c} value(s) written in another Unicode form were "

@@ -244,7 +244,10 @@ class Store:
         if row is None:
             raise KeyError(name)
         path = self.root / row["path"] / f"{table}.parquet"
-        return pd.read_parquet(path) if path.exists() else None
+        if not path.exists():
+            return None
+        df = pd.read_parquet(path)  # text as plain Python strings, however the upload held it while checked
+        return df.astype({c: object for c, t in df.dtypes.items() if isinstance(t, pd.StringDtype)})
 
     def delete_dataset(self, name: str) -> None:
         """Remove the dataset and every stored version of it."""
