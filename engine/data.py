@@ -136,17 +136,17 @@ def _read_parquet(path: Path) -> pd.DataFrame:
                                         "UTF-8 text", "store the column as text (UTF-8 strings)"))
     if problems:
         raise DatasetError(problems)
-    table = table.rename_columns(_column_names(table.column_names, path.name))
-    df = table.to_pandas()
+    df = table.to_pandas()  # repeated column names survive this; read_table names them
     return df.astype(str).where(df.notna(), "")
 
 
 def _first_non_utf8(values: list) -> int:
     for row, value in enumerate(values):
-        try:
-            value is None or value.decode("utf-8")
-        except UnicodeDecodeError:
-            return row
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return row
     return 0
 
 
@@ -226,15 +226,14 @@ def _load(path, kind: str, problems: list[Problem]) -> pd.DataFrame | None:
 def _strip_ids(df: pd.DataFrame, columns, name: str, problems: list[Problem], warnings: list[str]) -> None:
     """Ids without surrounding spaces, in Unicode NFC (one id typed as 'é' or as 'e' + accent is one id)."""
     for c in columns:
-        text = df[c].str.strip()
-        df[c] = text
-        other = text.str.contains(r"[^\x00-\x7f]", regex=True)  # ASCII is NFC already
-        if other.any():
-            df.loc[other, c] = text[other].map(lambda v: unicodedata.normalize("NFC", v))
-        changed = df[c] != text
+        df[c] = df[c].str.strip()
+        other = df[c][df[c].str.contains(r"[^\x00-\x7f]", regex=True)]  # ASCII is NFC already
+        nfc = other.map(lambda v: unicodedata.normalize("NFC", v))
+        changed = nfc != other
         if changed.any():
+            df.loc[changed.index[changed], c] = nfc[changed]
             warnings.append(f"{name}: {int(changed.sum())} {c} value(s) written in another Unicode form were "
-                            f"normalised to NFC (e.g. {text[changed].iloc[0]!r}), so values that look equal are equal")
+                            f"normalised to NFC (e.g. {other[changed].iloc[0]!r}), so values that look equal are equal")
         blank = df[c] == ""
         if blank.any():
             problems.append(_problem(name, blank, c, f"blank {c}", f"give every row a non-empty {c}, or drop the row"))

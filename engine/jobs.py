@@ -3,8 +3,9 @@
 `start_training` checks the request, writes a job row holding it and launches `python -m engine train --job ID`
 in a new session (process group), its output going to the job's log; that process reads the request back from
 the row, and waits (status `starting`, message `queued: ...`) until fewer than `max_jobs()` jobs run and every
-job started before it has begun. It reports through `Reporter`: the job row (stage, progress) at most once a second and every epoch's
-loss and validation figure as a line of `curves.jsonl`; it marks the job done, failed or cancelled itself.
+job started before it has begun. It reports through `Reporter`: the job row (stage, progress) at most once a
+second and every epoch's loss and validation figure as a line of `curves.jsonl`; it marks the job done, failed or
+cancelled itself.
 Readers (the dashboard, `python -m engine jobs`) only read, so a browser reload or a server restart loses
 nothing. A job whose process is gone while its row still says it is running (killed, machine rebooted) is marked
 failed on the next look, and so is its run. `cancel_job` terminates the process group; SIGTERM becomes
@@ -49,17 +50,15 @@ def start_training(request: TrainRequest, workspace=None) -> dict:
     request back from the job's row."""
     store = open_workspace(workspace)
     request.check(store)
-    spec = {"kind": "train", "source": list(request.source), "target": request.target, "model": request.model,
-            "seed": request.seed, "request": request.to_dict()}
-    return _launch(store, spec, ["train"])
+    return _launch(store, {"kind": "train", **request.to_dict()}, ["train"])  # the spec is the request
 
 
 def request_of(job_id: str, workspace=None) -> TrainRequest:
     """The train request a training job was started with (read inside the job's process)."""
     record = open_workspace(workspace).job(job_id)
-    if record is None or "request" not in record["spec"]:
+    if record is None or record["spec"].get("kind") != "train":
         raise CrossLensError(f"job '{job_id}' is not a training job of this workspace.")
-    return TrainRequest.from_dict(record["spec"]["request"])
+    return TrainRequest.from_dict(record["spec"])
 
 
 def start_peer(source: str, target: str, model: str, seed: int = 0, settings: dict | None = None,

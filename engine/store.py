@@ -237,10 +237,10 @@ class Store:
 
     def load_table(self, name: str, table: str, version: str | None = None) -> pd.DataFrame | None:
         """A table of the dataset's current version, or of the stored `version`."""
+        query = ("SELECT path FROM dataset_versions WHERE name = ? AND version = ?", (name, version)) if version \
+            else ("SELECT path FROM datasets WHERE name = ?", (name,))
         with self._db() as db:
-            row = db.execute("SELECT path FROM dataset_versions WHERE name = ? AND version = ?", (name, version)
-                             ).fetchone() if version else db.execute("SELECT path FROM datasets WHERE name = ?",
-                                                                     (name,)).fetchone()
+            row = db.execute(*query).fetchone()
         if row is None:
             raise KeyError(name)
         path = self.root / row["path"] / f"{table}.parquet"

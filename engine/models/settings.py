@@ -43,33 +43,20 @@ def check(model: str, defaults: dict, ranges: dict, params: dict) -> None:
     """Raise ValueError for the first setting whose value has the wrong type or lies outside its range."""
     for name, value in params.items():
         default, allowed = defaults.get(name), ranges.get(name)
-        kind = _kind(default)
-        if not _is(kind, value, default is None):
-            raise ValueError(f"{model} setting {name} must be {kind}"
+        words, fits = _type(default)
+        if not (fits(value) if value is not None else default is None):
+            raise ValueError(f"{model} setting {name} must be {words}"
                              f"{', or unset to be chosen on validation' if default is None else ''}; got {value!r}")
         if value is not None and allowed is not None and not allowed.holds(value):
             raise ValueError(f"{model} setting {name} must be {allowed.words()}; got {value!r}")
 
 
-def _kind(default) -> str:
-    if isinstance(default, bool):
-        return "a switch (true or false)"
-    if isinstance(default, Integral):
-        return "a whole number"
+def _type(default):
+    """(what a value must be, in words; the test of a value that is not None) after the setting's default."""
+    if isinstance(default, bool):  # 0 and 1 too: older runs stored switches so
+        return "a switch (true or false)", lambda v: isinstance(v, bool) or (isinstance(v, Integral) and v in (0, 1))
     if isinstance(default, str):
-        return "text"
-    return "a finite number"
-
-
-def _is(kind: str, value, may_be_none: bool) -> bool:
-    if value is None:
-        return may_be_none
-    if kind.startswith("a switch"):
-        return isinstance(value, bool) or (isinstance(value, Integral) and value in (0, 1))  # as older runs stored them
-    if isinstance(value, bool):  # True is an int to Python, not a number to an analyst
-        return False
-    if kind == "a whole number":
-        return isinstance(value, Integral)
-    if kind == "text":
-        return isinstance(value, str)
-    return isinstance(value, Real) and math.isfinite(value)
+        return "text", lambda v: isinstance(v, str)
+    if isinstance(default, Integral):  # True is an int to Python, not a number to an analyst
+        return "a whole number", lambda v: isinstance(v, Integral) and not isinstance(v, bool)
+    return "a finite number", lambda v: isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)

@@ -31,11 +31,9 @@ def wait(ws, job_id, until, limit=180):
 def test_a_job_trains_in_its_own_process_and_reports_its_run_curves_and_log(ws):
     job = api.start_training("src", "tgt", "bpr", epochs=2, settings={"dim": 8}, maps=False, workspace=ws)
     assert job["status"] == "starting" and job["pid"] != os.getpid()
-    # the job's process reads its request from the job's row (the other fields are what job lists show)
-    request = {"source": ["src"], "target": "tgt", "model": "bpr", "seed": 0, "cold_fraction": 0.2, "epochs": 2,
-               "settings": {"dim": 8}, "sampled": None, "maps": False}
+    # the job's row holds its request, which the job's process reads back
     assert job["spec"] == {"kind": "train", "source": ["src"], "target": "tgt", "model": "bpr", "seed": 0,
-                           "request": request}
+                           "cold_fraction": 0.2, "epochs": 2, "settings": {"dim": 8}, "sampled": None, "maps": False}
     done = wait(ws, job["id"], lambda j: j["status"] not in ("starting", "running"))
     assert done["status"] == "done" and done["progress"] == 1.0, api.job_log(job["id"], ws)
     run = api.run(done["run_id"], ws)
