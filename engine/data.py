@@ -7,7 +7,6 @@ module never writes anything, so a rejected dataset has no side effects.
 from __future__ import annotations
 
 import codecs
-import io
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -16,7 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+try:  # jemalloc hands an upload's freed buffers back to the system; mimalloc (Arrow's default) keeps them
+    pa.set_memory_pool(pa.jemalloc_memory_pool())
+except NotImplementedError:  # a pyarrow built without it
+    pass
 
 SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".inter": "\t", ".item": "\t", ".kg": "\t", ".link": "\t",
               ".parquet": None}
@@ -32,6 +37,8 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 SHOWN_ROWS = 5
 TIMESTAMP_FIX = "use epoch seconds or ISO-8601 like 2024-01-31T12:00:00, the same kind in every row"
 TEXT = "string[pyarrow]"  # how uploaded text is held while it is checked
+BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+BLOCK = 1 << 24  # bytes read at a time while an upload's encoding is checked
 TIMESTAMP_LIMIT = 1e16  # |t| beyond this is no time: epoch microseconds reach it only in the year 2286
 
 
@@ -153,10 +160,10 @@ def _first_non_utf8(values: list) -> int:
 def _read_text(path: Path, sep: str) -> pd.DataFrame:
     """Header and rows as text. The header is read as a row (so repeated names stay visible, not renamed); a row
     with more fields than the header is refused naming it, a shorter one reads as blanks (checked later)."""
-    encoding, body = _decode(path.read_bytes(), path.name)
+    encoding = _encoding(path)
     fix = "make every row have as many fields as the header, quoting fields that contain the separator"
     try:  # Arrow strings: a quarter of the memory Python strings take (uploads can be hundreds of MB)
-        raw = pd.read_csv(io.BytesIO(body), encoding=encoding, sep=sep, dtype=TEXT, keep_default_na=False,
+        raw = pd.read_csv(path, encoding=encoding, sep=sep, dtype=TEXT, keep_default_na=False,
                           header=None, index_col=False)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
@@ -172,25 +179,30 @@ def _read_text(path: Path, sep: str) -> pd.DataFrame:
     return df
 
 
-def _decode(raw: bytes, name: str) -> tuple[str, bytes]:
-    """(encoding, body without BOM) of UTF-8 (with or without BOM) or UTF-16 with BOM text; anything else is
-    rejected naming the first bad line."""
-    encoding, body = "utf-8", raw
-    for bom, enc in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
-        if raw.startswith(bom):
-            encoding, body = enc, raw[len(bom):]
-            break
-    try:
-        text = body.decode(encoding)
-    except UnicodeDecodeError as err:
-        line = body[: err.start].decode(encoding, errors="replace").count("\n") + 1
-        _fail(name, f"line {line} (the header is line 1) is not valid {encoding.upper()} text "
-              f"(byte 0x{body[err.start]:02x})", "re-save the file as UTF-8")
-    if "\0" in text:  # UTF-16 without a BOM decodes as UTF-8 full of NUL characters
-        line = text[: text.index("\0")].count("\n") + 1
-        _fail(name, f"line {line} (the header is line 1) contains NUL characters (UTF-16 without a BOM?)",
-              "re-save the file as UTF-8")
-    return encoding, body
+def _encoding(path: Path) -> str:
+    """The codec that reads the file: UTF-8 (with or without BOM) or UTF-16 with BOM. Anything else is rejected
+    naming the first bad line. Checked in blocks, so a large upload is never held twice in memory."""
+    with path.open("rb") as f:
+        head = f.read(3)
+        f.seek(0)
+        encoding = next((enc for bom, enc in BOMS if head.startswith(bom)), "utf-8")
+        decoder, line = codecs.getincrementaldecoder(encoding)(), 1
+        try:
+            while block := f.read(BLOCK):
+                text = decoder.decode(block)
+                if "\0" in text:  # UTF-16 without a BOM decodes as UTF-8 full of NUL characters
+                    line += text[: text.index("\0")].count("\n")
+                    _fail(path.name, f"line {line} (the header is line 1) contains NUL characters (UTF-16 without "
+                          f"a BOM?)", "re-save the file as UTF-8")
+                line += text.count("\n")
+            block = decoder.getstate()[0]  # bytes of an unfinished character at the end
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as err:  # err.start counts from the block, or from bytes left over from it
+            line += block[: err.start].decode(encoding, errors="replace").count("\n")
+            byte = block[min(err.start, len(block) - 1)]
+            _fail(path.name, f"line {line} (the header is line 1) is not valid {encoding.upper()} text "
+                  f"(byte 0x{byte:02x})", "re-save the file as UTF-8")
+    return {"utf-8": "utf-8-sig", "utf-16-le": "utf-16", "utf-16-be": "utf-16"}[encoding]  # the -sig/16 drop BOMs
 
 
 def _canonical(df: pd.DataFrame, kind: str, name: str) -> Problem | None:
@@ -241,7 +253,10 @@ def _strip_ids(df: pd.DataFrame, columns, name: str, problems: list[Problem], wa
 
 def _numbers(values: pd.Series) -> pd.Series:
     """Finite numbers, NaN where a value is not one."""
-    numeric = pd.to_numeric(values, errors="coerce").astype(np.float64)
+    try:  # Arrow parses a column of numbers in place; pandas' fallback goes through Python objects
+        numeric = pd.Series(pc.cast(pa.array(values), pa.float64()).to_numpy(zero_copy_only=False), values.index)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        numeric = pd.to_numeric(values, errors="coerce").astype(np.float64)
     return numeric.where(np.isfinite(numeric))
 
 
@@ -299,7 +314,7 @@ def _read_interactions(path, problems: list[Problem], warnings: list[str]) -> pd
         df["timestamp"] = _parse_timestamp(df["timestamp"], name, problems)
     if "rating" in df.columns:
         df["rating"] = _parse_rating(df["rating"], name, problems)
-    duplicated = df.duplicated()
+    duplicated = _repeated_rows(df)
     if duplicated.any():
         warnings.append(f"{name}: dropped {int(duplicated.sum())} exact duplicate interaction row(s), keeping the first")
         df = df[~duplicated]
@@ -308,6 +323,28 @@ def _read_interactions(path, problems: list[Problem], warnings: list[str]) -> pd
         warnings.append(f"{name} has no timestamp column: each user's order was taken from the file's row order")
     front = ["user_id", "item_id", "timestamp"] + (["rating"] if "rating" in df.columns else [])
     return df[front + [c for c in df.columns if c not in front]]
+
+
+def _repeated_rows(df: pd.DataFrame) -> np.ndarray:
+    """Rows equal in every column to an earlier row: df.duplicated() in a third of its memory (uploads are large).
+    Rows are sorted by their columns' codes; equal rows end up side by side, in file order (the sort is stable)."""
+    keys = [df[c].to_numpy() if pd.api.types.is_float_dtype(df[c]) else _codes(df[c]) for c in df.columns]
+    order = np.lexsort(keys[::-1])
+    same = np.ones(max(len(df) - 1, 0), bool)
+    for key in keys:
+        ordered = key[order]
+        same &= ordered[1:] == ordered[:-1]
+    repeated = np.zeros(len(df), bool)
+    repeated[order[1:][same]] = True
+    return repeated
+
+
+def _codes(values: pd.Series) -> np.ndarray:
+    """One integer per distinct text value."""
+    encoded = pc.dictionary_encode(pa.array(values))
+    if isinstance(encoded, pa.ChunkedArray):  # Arrow-backed columns: the chunks share one dictionary
+        encoded = encoded.combine_chunks()
+    return encoded.indices.to_numpy()
 
 
 def _read_items(path, problems: list[Problem], warnings: list[str]) -> pd.DataFrame | None:

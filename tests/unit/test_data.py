@@ -2,6 +2,7 @@
 import pandas as pd
 import pytest
 
+from engine import data
 from engine.data import DatasetError, Problem, read_domain, read_table, validate_name
 
 
@@ -63,13 +64,6 @@ def test_missing_timestamp_takes_file_order_per_user_with_warning(tmp_path):
     assert any("row order" in w for w in dd.warnings)
 
 
-def test_exact_duplicates_dropped_with_warning(tmp_path):
-    inter = write(tmp_path, "i.csv", "user_id,item_id,timestamp\nu1,a,1\nu1,a,1\nu1,a,2\n")
-    dd = read_domain("d", inter)
-    assert len(dd.interactions) == 2
-    assert any("1 exact duplicate" in w for w in dd.warnings)
-
-
 def test_missing_required_column_names_what_was_found(tmp_path):
     inter = write(tmp_path, "i.csv", "person,item_id\nu1,a\n")
     with pytest.raises(DatasetError) as err:
@@ -89,6 +83,18 @@ def test_unreadable_encoding_names_the_line(tmp_path):
     with pytest.raises(DatasetError) as err:
         read_domain("d", inter)
     assert "line 3" in str(err.value) and "UTF-8" in str(err.value)
+
+
+def test_encoding_checked_block_by_block(tmp_path, monkeypatch):
+    """Large uploads are checked in blocks: characters split across blocks are fine, and a bad byte in a later
+    block is still named by its line."""
+    monkeypatch.setattr(data, "BLOCK", 5)
+    good = write(tmp_path, "g.csv", "user_id,item_id\nu1,café\nu2,naïve\n")
+    assert read_domain("d", good).interactions["item_id"].tolist() == ["café", "naïve"]
+    bad = write(tmp_path, "b.csv", "user_id,item_id\nu1,a\nu2,bb\nu3,caf\xe9\n", encoding="latin-1")
+    with pytest.raises(DatasetError) as err:
+        read_domain("d", bad)
+    assert "line 4" in str(err.value)
 
 
 def test_utf16_with_bom_is_read(tmp_path):
@@ -328,3 +334,12 @@ def test_a_kg_without_its_link_and_triples_that_reach_no_item_are_warned_of(tmp_
     dd = read_domain("d", inter, kg=kg)
     assert any("no d.link beside it" in w for w in dd.warnings)
     assert any("1 of 2 triple(s) name no item" in w for w in dd.warnings)
+
+
+def test_exact_duplicate_rows_dropped_keeping_the_first(tmp_path):
+    inter = write(tmp_path, "i.csv", "user_id,item_id,timestamp,note\nu1,a,1,x\nu1,a,1,y\nu2,a,1,x\nu1,a,1,x\n"
+                                     "u1,a,2,x\nu2,a,1,x\n")
+    dd = read_domain("d", inter)
+    assert dd.interactions[["user_id", "timestamp", "note"]].values.tolist() == [
+        ["u1", 1.0, "x"], ["u1", 1.0, "y"], ["u2", 1.0, "x"], ["u1", 2.0, "x"]]
+    assert any("dropped 2 exact duplicate" in w for w in dd.warnings)
