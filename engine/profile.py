@@ -39,6 +39,7 @@ def shared_users(workspace=None) -> pd.DataFrame:
     return pd.DataFrame([[len(users[a] & users[b]) for b in names] for a in names], index=names, columns=names)
 
 
-def runs_using(name: str, workspace=None) -> list[dict]:
-    """Runs whose scenario reads the dataset (as source or target)."""
-    return [r for r in open_workspace(workspace).runs() if name in r["scenario"].get("versions", {})]
+def runs_using(name: str, workspace=None, version: str | None = None) -> list[dict]:
+    """Runs whose scenario reads the dataset (as source or target): any stored version of it, or `version`."""
+    runs = [(r, r["scenario"].get("versions", {})) for r in open_workspace(workspace).runs()]
+    return [r for r, versions in runs if name in versions and version in (None, versions[name])]

@@ -203,7 +203,7 @@ class Store:
         named = f": {', '.join(runs[:5])}{' and more' if len(runs) > 5 else ''}" if runs else ""
         return CrossLensError(
             f"a dataset named '{name}' exists already ({len(runs)} run(s) trained on it{named}); ingest with "
-            f"--replace (the dashboard: tick 'Replace') to make this upload its new version, which keeps the old one "
+            f"--replace (the dashboard asks to confirm) to make this upload its new version, which keeps the old one "
             f"for those runs, or choose another name.")
 
     @staticmethod

@@ -24,39 +24,58 @@ with st.expander("Upload a domain", expanded=not layout.datasets(ws), icon=":mat
         items = right.file_uploader("Items (optional)", type=["csv", "tsv", "txt", "parquet", "item"])
         kg = left.file_uploader("Knowledge-graph triples (optional)", type=["csv", "tsv", "txt", "parquet", "kg"])
         link = right.file_uploader("RecBole .link for the .kg (optional)", type=["link"])
-        replace = st.checkbox("Replace the domain of this name if there is one",
-                              help="the upload becomes the domain's current version; runs trained on the old version "
-                                   "keep it and still recommend, explain and export")
         submitted = st.form_submit_button("Validate and store", type="primary", icon=":material/check:")
-    if submitted:
-        if not name or inter is None:
-            st.warning("Give the domain a name and choose its interactions file.")
+
+
+def store(replace: bool) -> None:
+    with layout.readable_errors("Storing the dataset"), api.upload_folder(ws) as folder:
+        paths = {"interactions": upload.save(inter, folder, "interactions.csv")}
+        if items is not None:
+            paths["items"] = upload.save(items, folder, "items.csv")
+        if kg is not None:
+            paths["kg"] = upload.save(kg, folder, "triples.csv")
+            if link is not None:
+                upload.save(link, folder, "triples.link", stem=paths["kg"].stem)
+        try:
+            with st.spinner("Validating ..."):
+                record = api.ingest(name.strip(), paths["interactions"], paths.get("items"), paths.get("kg"),
+                                    workspace=ws, replace=replace)
+        except api.DatasetError as err:
+            st.error(f"Nothing was stored: {len(err.problems)} problem(s) to fix in the files.")
+            layout.table(pd.DataFrame([{"file": p.file, "rows": ", ".join(map(str, p.rows[:10])) +
+                                        (f" (+{p.n_rows - len(p.rows)} more)" if p.n_rows > len(p.rows) else ""),
+                                        "column": p.column or "", "problem": p.problem, "fix": p.fix}
+                                       for p in err.problems]), hide_index=True, width="stretch")
         else:
-            with layout.readable_errors("Storing the dataset"), api.upload_folder(ws) as folder:
-                paths = {"interactions": upload.save(inter, folder, "interactions.csv")}
-                if items is not None:
-                    paths["items"] = upload.save(items, folder, "items.csv")
-                if kg is not None:
-                    paths["kg"] = upload.save(kg, folder, "triples.csv")
-                    if link is not None:
-                        upload.save(link, folder, "triples.link", stem=paths["kg"].stem)
-                try:
-                    with st.spinner("Validating ..."):
-                        record = api.ingest(name.strip(), paths["interactions"], paths.get("items"),
-                                            paths.get("kg"), workspace=ws, replace=replace)
-                except api.DatasetError as err:
-                    st.error(f"Nothing was stored: {len(err.problems)} problem(s) to fix in the files.")
-                    layout.table(pd.DataFrame([{"file": p.file, "rows": ", ".join(map(str, p.rows[:10])) +
-                                                (f" (+{p.n_rows - len(p.rows)} more)" if p.n_rows > len(p.rows)
-                                                 else ""),
-                                                "column": p.column or "", "problem": p.problem, "fix": p.fix}
-                                               for p in err.problems]), hide_index=True, width="stretch")
-                else:
-                    layout.datasets.clear()
-                    st.success(f"Stored '{record['name']}': {record['n_users']:,} users, {record['n_items']:,} "
-                               f"items, {record['n_interactions']:,} interactions, {record['n_triples']:,} triples.")
-                    for warning in record["warnings"]:
-                        st.warning(warning)
+            layout.datasets.clear()
+            st.success(f"Stored '{record['name']}': {record['n_users']:,} users, {record['n_items']:,} items, "
+                       f"{record['n_interactions']:,} interactions, {record['n_triples']:,} triples.")
+            for warning in record["warnings"]:
+                st.warning(warning)
+
+
+if submitted:
+    st.session_state.pop("replacing", None)
+    existing = {d["name"]: d for d in layout.datasets(ws)}
+    if not name or inter is None:
+        st.warning("Give the domain a name and choose its interactions file.")
+    elif name.strip() in existing:  # replacing needs a confirmation that names the runs it concerns
+        st.session_state["replacing"] = existing[name.strip()]
+    else:
+        store(replace=False)
+if old := st.session_state.get("replacing"):
+    using = api.runs_using(old["name"], ws, old["version"])
+    st.warning(f"A domain named '{old['name']}' exists already. Replacing it makes this upload its current version. "
+               + (f"The {len(using)} run(s) trained on it keep the old version, so they still recommend, explain "
+                  f"and export: " + ", ".join(f"`{r['id']}` ({r['model']})" for r in using[:20])
+                  + (" ..." if len(using) > 20 else "") if using else "No run was trained on it; it is removed."))
+    confirm, cancel = st.columns(2)
+    if confirm.button(f"Replace '{old['name']}'", type="primary", icon=":material/sync:"):
+        st.session_state.pop("replacing")
+        store(replace=True)
+    if cancel.button("Keep the stored one"):
+        st.session_state.pop("replacing")
+        st.rerun()
 
 with layout.readable_errors("Reading the datasets"):
     datasets = layout.datasets(ws)

@@ -139,18 +139,26 @@ def test_served_beyond_this_machine_without_login_the_app_refuses(address, tmp_p
     assert not at.title  # no page ran
 
 
-def test_uploading_over_a_domain_needs_the_replace_box(tmp_path, monkeypatch, domain_files):
+def test_uploading_over_a_domain_asks_to_confirm_naming_its_runs(tmp_path, monkeypatch, domain_files):
     monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
-    inter, items = domain_files["src"]
-    files = {"Interactions": ("inter.csv", inter.read_bytes()), "Items": ("items.csv", items.read_bytes())}
-    first = upload(open_page("datasets"), "books", files)
-    version = api.datasets(tmp_path)[0]["version"]
-    again = upload(first, "books", files)
-    assert any("exists already" in e.value for e in again.error)
-    assert api.datasets(tmp_path)[0]["version"] == version  # nothing changed
-    again.checkbox[0].check()
-    replaced = upload(again, "books", files)
-    assert not replaced.error and api.datasets(tmp_path)[0]["version"] != version
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    run = api.train("src", "tgt", "pop", workspace=tmp_path)
+    version = api.datasets(tmp_path)[1]["version"]
+    inter, items = domain_files["tgt"]
+    asked = upload(open_page("datasets"), "tgt", {"Interactions": ("inter.csv", inter.read_bytes()),
+                                                  "Items": ("items.csv", items.read_bytes())})
+    assert not asked.exception and not asked.error
+    assert any("exists already" in w.value and run["id"] in w.value for w in asked.warning)
+    assert api.datasets(tmp_path)[1]["version"] == version  # nothing changed before the confirmation
+    kept = next(b for b in asked.button if b.label == "Keep the stored one").click().run()
+    assert not any("exists already" in w.value for w in kept.warning)
+    assert api.datasets(tmp_path)[1]["version"] == version
+    asked = next(b for b in kept.button if b.label == "Validate and store").click().run()
+    replaced = next(b for b in asked.button if b.label == "Replace 'tgt'").click().run()
+    assert not replaced.exception and any("Stored 'tgt'" in s.value for s in replaced.success)
+    assert api.datasets(tmp_path)[1]["version"] != version
+    assert api.recommend(run["id"], api.test_users(run["id"], workspace=tmp_path)[0], workspace=tmp_path)["recommendations"]
 
 
 def test_a_run_is_deleted_from_the_compare_page_after_a_confirmation(tmp_path, monkeypatch, domain_files):
