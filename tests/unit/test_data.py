@@ -199,9 +199,10 @@ def test_items_attributes_kept_as_strings(tmp_path):
 
 def test_parquet_with_numbers_and_nulls_reads_as_strings(tmp_path):
     pq = tmp_path / "items.parquet"
-    pd.DataFrame({"item_id": [7, 8], "title": ["a", "b"], "price": [1.5, None]}).to_parquet(pq)
+    pd.DataFrame({"item_id": [7, 8], "title": ["a", None], "price": [1.5, None],
+                  "stock": pd.array([None, 3], dtype="Int64")}).to_parquet(pq)
     df = read_table(pq)
-    assert df.values.tolist() == [["7", "a", "1.5"], ["8", "b", ""]]
+    assert df.values.tolist() == [["7", "a", "1.5", ""], ["8", "", "", "3"]]
 
 
 def test_mixed_iso_and_numeric_timestamps_report_the_numbers(tmp_path):
