@@ -47,7 +47,7 @@ class Recommender:
         """Called once before a round of score() calls (an evaluation): precompute what every batch shares."""
 
     def score(self, batch: Batch) -> torch.Tensor:
-        """(batch, n_target) scores of every target item; higher is better."""
+        """(batch, n_target) scores of every target item; higher is better. A new tensor: callers mask it in place."""
         raise NotImplementedError
 
     def state(self) -> dict[str, torch.Tensor]:

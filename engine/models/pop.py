@@ -15,7 +15,7 @@ class Pop(Recommender):
         return self
 
     def score(self, batch):
-        return self.popularity_.expand(len(batch.users), -1)
+        return self.popularity_.repeat(len(batch.users), 1)  # a copy: callers mask scores in place
 
     def state(self):
         return {"popularity": self.popularity_}

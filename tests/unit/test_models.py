@@ -57,6 +57,18 @@ def test_state_round_trip_gives_identical_scores(name, fitted, small_scenario):
         assert torch.equal(model.score(batch), again.score(batch))
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_scores_are_a_new_tensor_the_caller_may_mask(name, fitted, small_scenario):
+    """Evaluation and delivery mask known items in place; that must not reach the model (pop once returned a view
+    of its popularity, and a one-row batch masked it for every later user)."""
+    batch = small_scenario.batch(small_scenario.test, np.arange(1))
+    with torch.no_grad():
+        first = fitted[name].score(batch)
+        before = first.clone()
+        first.fill_(-1.0)
+        assert torch.equal(fitted[name].score(batch), before)
+
+
 def test_unknown_setting_is_rejected_with_the_valid_ones():
     with pytest.raises(ValueError, match="dim"):
         MODELS["bpr"](dimension=3)
