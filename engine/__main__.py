@@ -29,7 +29,9 @@ def main(argv=None) -> int:
     jobs.interrupt_on_sigterm()
     try:
         args.workspace = api.open_workspace(args.workspace)  # opened once, passed down
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not as a message at exit
+        return code
     except (ValueError, KeyError, FileNotFoundError) as err:  # DatasetError and CrossLensError are ValueErrors
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"error: {message}", file=sys.stderr)
@@ -37,6 +39,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("cancelled.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (`... | head`): say nothing more (Python's signal docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as err:  # noqa: BLE001  (a fault of ours: one paragraph here, the traceback in a log file)
         log = fault_log(args.workspace)
         print(f"error: {type(err).__name__}: {err}. This is a fault in CrossLens, not in your input; the details "
@@ -109,10 +114,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("run_id")
     s.set_defaults(func=cmd_show)
 
-    s = sub.add_parser("recommend", parents=[common], help="top-k target items for a user")
+    s = sub.add_parser("recommend", parents=[common], help="top-k target items for a user, for every user, or for "
+                                                           "users in a file of histories")
     s.add_argument("run_id")
-    s.add_argument("--user", required=True)
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="one user of the run's scenario (shown as a table)")
+    who.add_argument("--all", action="store_true", help="every user of the scenario, each from their whole history "
+                                                        "there (training and held-out interactions), into --out")
+    who.add_argument("--histories", metavar="FILE", help="users from a file of user_id, item_id[, timestamp]"
+                     "[, domain] rows in the run's domains, each scored from the file alone, into --out")
+    s.add_argument("--out", metavar="FILE", help="the .csv or .parquet file to write (with --all or --histories)")
     s.add_argument("-k", type=int, default=10)
+    s.add_argument("--reasons", action="store_true", help="add each recommendation's top reason: the history item "
+                                                          "whose removal lowers its score most")
     s.set_defaults(func=cmd_recommend)
 
     s = sub.add_parser("compare", parents=[common], help="paired significance test of two runs")
@@ -206,7 +220,7 @@ def _fmt(value) -> str:
 
 
 class ProgressBar:
-    """Training progress on stderr as a tqdm bar, created on the first update (closed-form models make none)."""
+    """Progress on stderr as a tqdm bar, created on the first update (closed-form models make none)."""
 
     def __init__(self, label: str):
         self.label, self.bar = label, None
@@ -304,10 +318,28 @@ def segment_tables(metrics: dict) -> str:
 
 
 def cmd_recommend(args):
+    if args.user is None:
+        return recommend_to_file(args)
+    if args.out or args.reasons:
+        raise CrossLensError("--out and --reasons go with --all or --histories; --user prints one user's list.")
     result = api.recommend(args.run_id, args.user, args.k, workspace=args.workspace)
     emit(args, result, f"user {result['user']}, from {result['basis']}:\n" +
          table([[i + 1, r["item_id"], r["title"][:70], r["score"], "yes" if r["held_out"] else ""]
                 for i, r in enumerate(result["recommendations"])], ["#", "item", "title", "score", "held-out hit"]))
+
+
+def recommend_to_file(args):
+    if not args.out:
+        raise CrossLensError("--all and --histories write a file: give it with --out FILE.csv or FILE.parquet.")
+    bar = ProgressBar("recommend")
+    try:
+        result = api.recommend_to_file(args.run_id, args.out, args.k, args.reasons, args.histories,
+                                       workspace=args.workspace, progress=bar)
+    finally:
+        bar.close()
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    emit(args, result, f"wrote {result['rows']:,} recommendations of {result['users']:,} users to {result['out']}")
 
 
 def cmd_compare(args):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, export
+from . import data, deliver, export
 from . import jobs as background
 from .data import DatasetError  # noqa: F401  (bad uploads: the problems, each with file, rows, column and fix)
 from .errors import CrossLensError
@@ -125,6 +125,14 @@ def export_run(run_id: str, out, fmt: str = "recbole", workspace=None) -> Path:
 def recommend(run_id: str, user: str, k: int = 10, workspace=None) -> dict:
     """Top-k target items for a user, as the run's model sees them (see LoadedRun.recommend)."""
     return LoadedRun(run_id, workspace).recommend(user, k)
+
+
+def recommend_to_file(run_id: str, out, k: int = 10, reasons: bool = False, histories=None, workspace=None,
+                      progress=None) -> dict:
+    """Top-k recommendations of every user of the run (or of a `histories` file's users) into a .csv or .parquet
+    file; see engine.deliver. The output name is checked before the run is loaded."""
+    deliver.check_output(out)
+    return LoadedRun(run_id, workspace).recommend_to_file(out, k, reasons, histories, progress)
 
 
 # ---- explanations and embedding maps -------------------------------------------------------------------------------

@@ -417,6 +417,19 @@ def _link_table(path: Path, problems: list[Problem]) -> pd.Series | None:
     return links.set_index("entity_id")["item_id"]
 
 
+def read_histories(path) -> tuple[pd.DataFrame, list[str]]:
+    """(rows, warnings) of a file of user histories: the interactions contract (user_id, item_id, optional
+    timestamp) plus an optional `domain` column, checked like an upload."""
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    rows = _read_interactions(path, problems, warnings)
+    if problems:
+        raise DatasetError(problems)
+    if "domain" in rows.columns:
+        rows["domain"] = rows["domain"].str.strip()
+    return rows.reset_index(drop=True), warnings
+
+
 def read_domain(name: str, interactions, items=None, kg=None) -> DomainData:
     """Read and validate one domain; raises DatasetError listing every problem in every file (and writes nothing)."""
     problems: list[Problem] = []

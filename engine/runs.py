@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import evaluate, maps, metrics
+from . import deliver, evaluate, maps, metrics
 from . import scenario as scenarios
 from .errors import CrossLensError
 from .models import MODELS
@@ -266,19 +266,38 @@ class LoadedRun:
     def recommend(self, user: str, k: int = 10) -> dict:
         sc = self.sc
         case = sc.user_case(sc.user(user))
-        if not 1 <= k <= sc.n_target:
-            raise CrossLensError(f"k must be between 1 and {sc.n_target}, got {k}.")
+        deliver.check_k(k, sc.n_target)
         history = case.history if len(case.history) else np.array([-1])
         batch = scenarios.Batch(torch.tensor([case.user]), torch.as_tensor(history)[None])
         with torch.no_grad():
             scores = self.model.score(batch.to(self.model.device)).float().cpu()[0].clone()
         scores[torch.as_tensor(case.exclude, dtype=torch.long)] = -torch.inf
-        top = scores.topk(k)
-        items = sc.items.iloc[top.indices.numpy()]
+        values, indices = scores.topk(k)
+        shown = values > -torch.inf  # a user who knows nearly every item gets fewer than k, never a known one
+        values, indices = values[shown], indices[shown]
+        items = sc.items.iloc[indices.numpy()]
         relevant = set(case.relevant.tolist())
         recs = [{"item_id": i, "title": t, "domain": sc.target, "score": float(s), "held_out": j in relevant}
-                for i, t, s, j in zip(items["item_id"], items["title"], top.values.tolist(), top.indices.tolist())]
+                for i, t, s, j in zip(items["item_id"], items["title"], values.tolist(), indices.tolist())]
         return {"run_id": self.id, "user": str(user), "basis": case.basis, "recommendations": recs}
+
+    def recommend_to_file(self, out, k: int = 10, reasons: bool = False, histories=None, progress=None) -> dict:
+        """Top-k recommendations of every user of the scenario, or of the users in a `histories` file, streamed
+        into `out` (.csv or .parquet); see engine.deliver for who is scored from what."""
+        out = deliver.check_output(out)
+        deliver.check_k(k, self.sc.n_target)
+        if (reasons or histories) and not self.model.uses_history:
+            raise CrossLensError(f"run {self.id}'s model ({self.record['model']}) scores users by their trained "
+                                 f"vectors, not from a history, so it can neither name a history item as a reason "
+                                 f"nor score users it never saw; use a run of a model that reads the history.")
+        warnings = []
+        if histories is None:
+            users, user_ids, rows = deliver.scenario_histories(self.sc)
+        else:
+            users, user_ids, rows, warnings = deliver.file_histories(self.sc, histories)
+        written = deliver.write(deliver.recommendations(self.sc, self.model, users, user_ids, rows, k, reasons,
+                                                        progress), out)
+        return {"run_id": self.id, "out": str(out), "users": len(user_ids), "rows": written, "warnings": warnings}
 
     def history(self, user: str) -> pd.DataFrame:
         """The items the user's recommendations are scored from, oldest first: position, item_id, title, domain."""

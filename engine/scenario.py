@@ -113,6 +113,7 @@ class Scenario:
     train: pd.DataFrame          # user, item, domain (index into domains), timestamp; sorted by user then time
     valid: Cases
     test: Cases
+    held_out: pd.DataFrame       # the validation and test interactions, columns as train's
     text_cache: Path | None = None  # the item-text embedding cache (Store.text_cache); None: the default workspace's
     triples: pd.DataFrame | None = None  # uploaded knowledge-graph triples: head, relation, tail, domain
 
@@ -173,6 +174,14 @@ class Scenario:
             raise CrossLensError(f"user '{user_id}' is not in this scenario's domains ({', '.join(self.domains)}); "
                                  f"check the id.")
         return u
+
+    def known_histories(self) -> tuple[np.ndarray, Ragged]:
+        """(users, histories): every user's whole history here, training and held-out interactions of every
+        domain, oldest first (the log's order: time, then domain, then file order; held-out rows are each user's
+        latest target rows of their time)."""
+        log = pd.concat([self.train, self.held_out]).sort_values(["user", "timestamp", "domain"], kind="stable")
+        users, position = np.unique(log["user"].to_numpy(), return_inverse=True)
+        return users, Ragged.from_groups(position, log["item"].to_numpy(), len(users))
 
     def user_case(self, u: int) -> "UserCase":
         """What user u is scored from outside evaluation: their test case if they have one (so a held-out hit can
@@ -268,11 +277,12 @@ def split(tables: dict[str, tuple], spec: dict, text_cache: Path | None = None) 
     rank_from_end = t.groupby("user").cumcount(ascending=False)
     test_rows, valid_rows = t[rank_from_end == 0], t[rank_from_end == 1]
 
-    held_out = np.zeros(len(log), bool)
-    held_out[test_rows.index] = True
-    held_out[valid_rows.index] = True
-    held_out[(in_target & is_cold[log["user"]]).to_numpy()] = True
-    train = log.loc[~held_out, ["user", "item", "domain", "timestamp"]].reset_index(drop=True)
+    is_held_out = np.zeros(len(log), bool)
+    is_held_out[test_rows.index] = True
+    is_held_out[valid_rows.index] = True
+    is_held_out[(in_target & is_cold[log["user"]]).to_numpy()] = True
+    train = log.loc[~is_held_out, ["user", "item", "domain", "timestamp"]].reset_index(drop=True)
+    held_out = log.loc[is_held_out, ["user", "item", "domain", "timestamp"]].reset_index(drop=True)
 
     target_train = train[train["domain"] == 0]
     valid = _cases(log, target_train, valid_rows, None, cold_valid, len(users))
@@ -280,7 +290,7 @@ def split(tables: dict[str, tuple], spec: dict, text_cache: Path | None = None) 
     kg_frames = [t[2].assign(domain=d) for d, t in tables.items() if len(t) > 2 and t[2] is not None]
     triples = pd.concat(kg_frames, ignore_index=True) if kg_frames else None
     return Scenario(spec=spec, domains=domains, items=items, domain_range=ranges, users=users, train=train,
-                    valid=valid, test=test, text_cache=text_cache, triples=triples)
+                    valid=valid, test=test, held_out=held_out, text_cache=text_cache, triples=triples)
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

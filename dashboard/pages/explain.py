@@ -1,10 +1,12 @@
 """Explain: one user's history and top-K recommendations, and why the model recommends one of them: SHAP and LIME
-side by side over the history items and the item's knowledge-graph entities, with their faithfulness checks."""
+side by side over the history items and the item's knowledge-graph entities, with their faithfulness checks. Every
+user's recommendations (or those of users in an uploaded histories file) download as one file."""
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import layout
+from dashboard import layout, upload
+from engine import api
 
 ws = layout.workspace()
 layout.header("Explain a recommendation", "Features are the user's history items and the recommended item's "
@@ -22,6 +24,33 @@ def attribution_chart(features: pd.DataFrame, method: str, title: str) -> go.Fig
         .update_layout(title=title)
 
 
+def download_all(run_id: str) -> None:
+    """Every user's top-K (or the top-K of users in an uploaded histories file) as a CSV or Parquet download."""
+    left, mid, right = st.columns(3)
+    k = left.number_input("K", 1, 100, 10, key="all-k")
+    suffix = mid.radio("Format", [".csv", ".parquet"], horizontal=True, key="all-format")
+    reasons = right.checkbox("With each one's top reason", key="all-reasons",
+                             help="the history item whose removal lowers the score most: the model re-scores each "
+                                  "history once per item (about 15x slower)")
+    others = st.file_uploader("Or score other users from their histories (user_id, item_id[, timestamp][, domain] "
+                              "rows in this run's domains)", type=["csv", "tsv", "txt", "parquet"], key="all-histories")
+    if not st.button("Prepare the file", icon=":material/download:"):
+        return
+    bar = st.progress(0.0, "Loading the run ...")
+    with api.upload_folder(ws) as folder:
+        histories = upload.save(others, folder, "histories.csv") if others is not None else None
+        out = folder / f"recommendations-{run_id}{suffix}"
+        result = layout.loaded(ws, run_id).recommend_to_file(
+            out, int(k), reasons, histories, progress=lambda info, done: bar.progress(done, text=info["users"]))
+        payload = out.read_bytes()
+    bar.empty()
+    for warning in result["warnings"]:
+        st.warning(warning)
+    st.download_button(f"Download {result['rows']:,} recommendations of {result['users']:,} users", payload,
+                       file_name=out.name, on_click="ignore", type="primary",
+                       mime="text/csv" if suffix == ".csv" else "application/vnd.apache.parquet")
+
+
 with layout.readable_errors("Explaining"):
     runs = layout.done_runs(ws, layout.HISTORY_MODELS)
     if runs.empty:
@@ -30,6 +59,9 @@ with layout.readable_errors("Explaining"):
         st.stop()
     left, mid, right = st.columns([5, 2.2, 3])
     run_id = layout.pick_run(runs, where=left)
+    with st.expander("Recommendations of every user, as a file", icon=":material/download:"):
+        with layout.readable_errors("Writing the recommendations"):
+            download_all(run_id)
     segment = mid.segmented_control("Users", ["warm", "cold", "any"], default="warm") or "warm"
     users = layout.test_users(ws, run_id, None if segment == "any" else segment)
     if not users:

@@ -79,6 +79,16 @@ def test_compare_offers_the_bucket_segments(trained_workspace, monkeypatch):
     assert {"all", "warm", "cold", "new+tail", "users 3-5"} <= set(significance["segment"])
 
 
+def test_every_users_recommendations_download_from_the_explain_page(trained_workspace, monkeypatch):
+    ws, runs = trained_workspace
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(ws))
+    at = open_page("explain")
+    at = next(b for b in at.button if b.label == "Prepare the file").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    download = at.get("download_button")[0].proto
+    assert download.label.startswith("Download ") and "recommendations of 240 users" in download.label
+
+
 def upload(at: AppTest, name: str, files: dict) -> AppTest:
     at.text_input[0].input(name)
     for label, (filename, content) in files.items():

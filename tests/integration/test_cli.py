@@ -51,6 +51,16 @@ def test_round_trip(tmp_path, domain_files):
     assert {"item_id", "title", "score"} <= set(recs["recommendations"][0])
     assert all(r["item_id"].startswith("tgt") for r in recs["recommendations"])
 
+    out = tmp_path / "everyone.csv"
+    wrote = json.loads(cli("recommend", runs["itemknn"], "--all", "--out", out, "-k", "3", "--json",
+                           workspace=ws).stdout)
+    assert wrote["rows"] == 3 * wrote["users"] == len(out.read_text().splitlines()) - 1
+    reader_gone = subprocess.Popen([sys.executable, "-m", "engine", "recommend", runs["itemknn"], "--user", "u1",
+                                    "--json", "--workspace", str(ws)], cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    reader_gone.stdout.close()  # like `| head` that has read enough
+    assert reader_gone.communicate()[1] == ""  # quiet: no traceback, no "fault in CrossLens"
+
     compared = json.loads(cli("compare", runs["itemknn"], runs["pop"], "--json", workspace=ws).stdout)
     assert 0 <= compared["segments"]["all"]["p_value"] <= 1
     assert 0 <= compared["segments"]["new+tail"]["p_value"] <= 1
