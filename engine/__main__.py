@@ -176,6 +176,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_speed)
 
+    s = sub.add_parser("jobs-bench", parents=[common], help="n background trainings one after the other, then at "
+                                                            "once: wall times and how many ran together")
+    s.add_argument("--source", required=True)
+    s.add_argument("--target", required=True)
+    s.add_argument("--model", default="bpr")
+    s.add_argument("--jobs", type=int, default=5)
+    s.add_argument("--epochs", type=int, default=3)
+    s.set_defaults(func=cmd_jobs_bench)
+
     s = sub.add_parser("explain", parents=[common], help="why a run's model recommends an item to a user")
     s.add_argument("run_id")
     s.add_argument("--user", required=True)
@@ -231,8 +240,7 @@ class ProgressBar:
             self.bar = tqdm(total=100, desc=self.label, file=sys.stderr, leave=False,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
         self.bar.n = round(100 * fraction)
-        self.bar.set_postfix_str(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else str(v) if k == "stage"
-                                          else f"{k} {v}" for k, v in info.items() if k != "seconds"))
+        self.bar.set_postfix_str(jobs.describe(info))
 
     def close(self):
         if self.bar is not None:
@@ -450,6 +458,21 @@ def _clip(label: str, kind: str, width: int = 70) -> str:
         return f"{relation}: ...{value[-(width - len(relation) - 5):]}"
     title, _, domain = label.rpartition(" (")
     return f"{title[: width - len(domain) - 5]}... ({domain}"
+
+
+def cmd_jobs_bench(args):
+    from . import jobs_bench
+    bar = ProgressBar("jobs-bench")
+    try:
+        r = jobs_bench.run(args.source, args.target, args.model, args.jobs, args.epochs, args.workspace, bar)
+    finally:
+        bar.close()
+    emit(args, r, f"{r['jobs']} {r['model']} trainings ({r['epochs']} epochs), at most {r['limit']} at once with "
+                  f"{r['threads_per_job']} thread(s) each\n" +
+         table([["one after the other", r["alone_total"], 1], ["submitted at once", r["together_seconds"],
+                                                                r["most_running_at_once"]]],
+               ["how", "wall seconds", "most running at once"]) +
+         f"\ntogether / alone: {r['ratio']:.3f}; alone, each: {', '.join(f'{s:.1f}' for s in r['alone_seconds'])} s")
 
 
 def cmd_explain_bench(args):

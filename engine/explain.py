@@ -9,7 +9,6 @@ proxy of it.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 import warnings
@@ -26,6 +25,7 @@ with warnings.catch_warnings():  # shap's plotting colours use matplotlib calls 
     warnings.simplefilter("ignore", PendingDeprecationWarning)
     import shap
 
+from .device import cpu_cores
 from .errors import CrossLensError
 from .evaluate import mask_known
 from .models.base import explainable
@@ -255,7 +255,7 @@ def bench(ex: Explainer, n: int = 100, seed: int = 0, nsamples: int = SHAP_SAMPL
             progress({"stage": "explaining", "cases": f"{k + 1}/{len(rows)}"}, (k + 1) / len(rows))
     return {"run_id": ex.run_id, "model": ex.model.name, "cases": len(results), "seed": seed,
             "nsamples": nsamples, "lime_samples": lime_samples, "cpu_threads": torch.get_num_threads(),
-            "cpu_cores": len(os.sched_getaffinity(0)), "summary": summarise(results),
+            "cpu_cores": cpu_cores(), "summary": summarise(results),
             "seconds_both_mean": float(np.mean([x["seconds"] for x in results])),
             "history_items": {"mean": float(np.mean([x["history_items"] for x in results])),
                               "max": int(max(x["history_items"] for x in results))},

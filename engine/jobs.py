@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import maps, peers
+from .device import cpu_cores
 from .errors import CrossLensError
 from .request import TrainRequest, scenario_spec
 from .store import JOB_ACTIVE, Store, open_workspace, pid_alive
@@ -33,15 +34,22 @@ from .store import JOB_ACTIVE, Store, open_workspace, pid_alive
 REPO = Path(__file__).resolve().parent.parent
 REPORT_EVERY = 1.0  # seconds between progress writes (epoch ends are always written)
 QUEUE_POLL = 1.0    # seconds between a waiting job's looks for a free slot
+POSITION_KEYS = ("texts", "users", "cases")  # progress keys that say how far into a stage, not a result
 
 
 def max_jobs() -> int:
-    """How many jobs run at once (the others wait, in order): $CROSSLENS_MAX_JOBS, default 1. Each training uses
-    every core, and two at once on the same cores run many times slower than one after the other."""
-    value = os.environ.get("CROSSLENS_MAX_JOBS", "1")
+    """How many jobs run at once (the others wait, in order): $CROSSLENS_MAX_JOBS, default one per two cores. Each
+    job's torch and BLAS threads are its share of the cores (job_threads): two trainings spinning threads on the
+    same cores run many times slower than one after the other."""
+    value = os.environ.get("CROSSLENS_MAX_JOBS", str(max(1, cpu_cores() // 2)))
     if not value.isdigit() or int(value) < 1:
         raise CrossLensError(f"CROSSLENS_MAX_JOBS must be a whole number of at least 1, got '{value}'.")
     return int(value)
+
+
+def job_threads() -> int:
+    """Threads of one job: the cores shared among the jobs that may run at once, at least one."""
+    return max(1, cpu_cores() // max_jobs())
 
 
 def start_training(request: TrainRequest, workspace=None) -> dict:
@@ -90,8 +98,9 @@ def _launch(store: Store, spec: dict, args: list[str]) -> dict:
     """Register the job and start `python -m engine ARGS --job ID` in its own session, output to its log."""
     job = store.new_job(spec)
     argv = [sys.executable, "-m", "engine", *args, "--workspace", str(store.root.resolve()), "--job", job["id"]]
+    threads = str(job_threads())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     with open(store.root / job["log_path"], "ab") as log:
         process = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -196,27 +205,60 @@ class Reporter:
                                           f"(CROSSLENS_MAX_JOBS)")
             time.sleep(QUEUE_POLL)
             jobs(self.store)  # a job whose process died frees its slot
+        self.started, self.stage, self.stage_started = time.time(), None, time.time()  # the queue's wait not counted
 
     def attach(self, run_id: str) -> None:
         self.store.update_job(self.id, run_id=run_id)
 
     def __call__(self, info: dict, fraction: float) -> None:
-        epoch = "epoch" in info
+        now, epoch = time.time(), "epoch" in info
+        if info.get("stage") != self.stage:
+            self.stage, self.stage_started = info.get("stage"), now
         if epoch:
             with open(self.curves, "a") as f:
                 f.write(json.dumps(info) + "\n")
-            print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()),
-                  flush=True)
-        if epoch or time.time() - self.last >= REPORT_EVERY:
-            self.last = time.time()
-            stage = info.get("stage", "")
-            detail = f"epoch {info['epoch']}" if epoch else info.get("texts", "")
-            self.store.update_job(self.id, only_if_active=True, progress=float(min(max(fraction, 0.0), 1.0)),
-                                  message=" · ".join(filter(None, [stage, detail])))
+            print(describe(info), flush=True)
+        if epoch or now - self.last >= REPORT_EVERY:
+            self.last = now
+            fraction = min(max(fraction, 0.0), 1.0)
+            timing = eta(now - self.started, now - self.stage_started, fraction, "epochs" in info or "epoch_of" in info)
+            self.store.update_job(self.id, only_if_active=True, progress=fraction,
+                                  message=f"{describe(info, figures=False)} · {timing}")
 
     def end(self, status: str, message: str) -> None:
         self.store.update_job(self.id, only_if_active=True, status=status, message=message, finished=time.time(),
                               **({"progress": 1.0} if status == "done" else {}))
+
+
+def describe(info: dict, figures: bool = True) -> str:
+    """A progress report in words: the stage, how far into it (epoch k of N, texts, users), then (with `figures`)
+    the other figures, such as the last epoch's loss and validation NDCG@10."""
+    parts = [info.get("stage", "")]
+    if "epoch_of" in info:
+        parts.append(f"epoch {info['epoch_of']}")
+    elif "epoch" in info:
+        total = f" of {info['epochs']}" if "epochs" in info else ""
+        parts.append(f"epoch {info['epoch']}{total} done")
+    shown = {k: v for k, v in info.items() if k not in ("stage", "epoch", "epochs", "epoch_of", "seconds")}
+    parts += [f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
+              if figures or k in POSITION_KEYS]
+    return " · ".join(p for p in parts if p)
+
+
+def eta(elapsed: float, stage_elapsed: float, fraction: float, early_stopping: bool) -> str:
+    """Elapsed time, and the time left in the stage from how fast it went so far (epochs: measured epoch times)."""
+    text = f"{clock(elapsed)} elapsed"
+    if 0 < fraction < 1 and stage_elapsed >= 1:
+        text += f" · about {clock(stage_elapsed * (1 - fraction) / fraction)} left in this stage"
+        if early_stopping:
+            text += " at most (early stopping may end it sooner)"
+    return text
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def interrupt_on_sigterm() -> None:

@@ -23,6 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .evaluate import validation_ndcg
 
+PROGRESS_EVERY = 0.5  # seconds between progress reports inside an epoch (each epoch's end is always reported)
+
 
 def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Generator], Iterable[tuple]],
                recommender, scenario, params: dict, progress=None, stage: str = "train",
@@ -36,7 +38,8 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
         step = DistributedDataParallel(step, find_unused_parameters=True)  # e.g. a batch without source pairs
     device_type = next(module.parameters()).device.type
     best, best_state, since_best, history = -math.inf, None, 0, []
-    for epoch in range(1, params["epochs"] + 1):
+    epochs, steps, reported = params["epochs"], 0, 0.0  # steps: the last epoch's, for progress inside an epoch
+    for epoch in range(1, epochs + 1):
         started, total, n = time.time(), 0.0, 0
         module.train()
         batches = epoch_batches(rng)
@@ -44,18 +47,23 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
             batches = list(batches)
             batches = batches[rank: len(batches) - len(batches) % world: world]
         for batch in batches:
+            if progress and time.time() - reported >= PROGRESS_EVERY:
+                reported = time.time()
+                within = min(n / steps, 1.0) if steps else 0.0
+                progress({"stage": stage, "epoch_of": f"{epoch} of {epochs}"}, (epoch - 1 + within) / epochs)
             with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
                 loss = step(*batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             total, n = total + loss.item(), n + 1
+        steps = n
         module.eval()
         ndcg = validation_ndcg(recommender, scenario, valid_segment)
-        history.append({"stage": stage, "epoch": epoch, "loss": total / max(n, 1), "valid_ndcg@10": ndcg,
-                        "seconds": time.time() - started})
+        history.append({"stage": stage, "epoch": epoch, "epochs": epochs, "loss": total / max(n, 1),
+                        "valid_ndcg@10": ndcg, "seconds": time.time() - started})
         if progress:
-            progress(history[-1], epoch / params["epochs"])
+            progress(history[-1], epoch / epochs)
         if ndcg > best:
             best, best_state, since_best = ndcg, copy.deepcopy(module.state_dict()), 0
         else:

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..device import default_device
+from ..device import cpu_threads, default_device
 
 DEFAULT_ENCODER = "minilm"
 BUNDLED = (DEFAULT_ENCODER, "all-minilm-l6-v2", "all-MiniLM-L6-v2")  # names of the packaged all-MiniLM-L6-v2
@@ -74,13 +74,6 @@ def _key_prefix(name: str, path: Path) -> str:
     return f"{'minilm' if name == DEFAULT_ENCODER else path.name}-{_fingerprint(path)[:16]}|"
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 @contextlib.contextmanager
 def _torch_threads(n: int):
     import torch
@@ -107,7 +100,7 @@ class TextEncoder:
         self.path = resolve_encoder(name)
         self.device = device or default_device()
         self.fast = fast
-        self.threads = threads or _cpu_count()
+        self.threads = threads or cpu_threads()
         self.fingerprint = _fingerprint(self.path)
         self.model = _load_sentence_transformer(self.path, self.device)
         self.tokenizer = self.model.tokenizer

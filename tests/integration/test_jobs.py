@@ -1,11 +1,13 @@
 """Background training jobs: real processes, tracked in the registry, cancellable, and never left 'running'."""
 import os
+import re
 import signal
 import time
 
 import pytest
 
 from engine import api
+from engine.device import cpu_cores
 from engine.errors import CrossLensError
 from engine.store import Store
 
@@ -14,7 +16,10 @@ from engine.store import Store
 def ws(tmp_path, domain_files):
     for name, (inter, items) in domain_files.items():
         api.ingest(name, inter, items, workspace=tmp_path)
-    return tmp_path
+    yield tmp_path
+    for job in api.jobs(tmp_path):  # a test that failed half-way leaves no training behind to slow the next ones
+        if job["status"] in api.JOB_ACTIVE:
+            api.cancel_job(job["id"], tmp_path)
 
 
 def wait(ws, job_id, until, limit=180):
@@ -28,7 +33,9 @@ def wait(ws, job_id, until, limit=180):
                          f"{api.job_log(job_id, ws)}")
 
 
-def test_a_job_trains_in_its_own_process_and_reports_its_run_curves_and_log(ws):
+def test_a_job_trains_in_its_own_process_and_reports_its_run_curves_and_log(ws, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the server's own setting: a job gets its share of the cores instead
+    monkeypatch.setenv("CROSSLENS_MAX_JOBS", str(cpu_cores()))
     job = api.start_training("src", "tgt", "bpr", epochs=2, settings={"dim": 8}, maps=False, workspace=ws)
     assert job["status"] == "starting" and job["pid"] != os.getpid()
     # the job's row holds its request, which the job's process reads back
@@ -38,7 +45,7 @@ def test_a_job_trains_in_its_own_process_and_reports_its_run_curves_and_log(ws):
     assert done["status"] == "done" and done["progress"] == 1.0, api.job_log(job["id"], ws)
     run = api.run(done["run_id"], ws)
     assert run["status"] == "done" and run["model"] == "bpr" and run["metrics"]["warm"]["ndcg@10"] > 0
-    assert run["config"]["params"]["dim"] == 8
+    assert run["config"]["params"]["dim"] == 8 and run["config"]["threads"] == 1
     curves = api.job_curves(job["id"], ws)
     assert curves["epoch"].tolist() == [1, 2] and curves["loss"].notna().all()
     assert "valid_ndcg@10" in api.job_log(job["id"], ws)
@@ -139,7 +146,9 @@ def test_jobs_beyond_the_limit_wait_in_order_and_a_waiting_one_can_be_cancelled(
                                workspace=ws)
     second = api.start_training("src", "tgt", "pop", maps=False, workspace=ws)
     third = api.start_training("src", "tgt", "pop", maps=False, workspace=ws)
-    wait(ws, first["id"], lambda j: j["run_id"] is not None)  # the first runs ...
+    running = wait(ws, first["id"], lambda j: "left in this stage" in (j["message"] or ""))  # the first runs ...
+    assert re.fullmatch(r"train · epoch \d+ of 500( done)? · 0:\d\d elapsed · about \d+:\d\d left in this stage at most "
+                        r"\(early stopping may end it sooner\)", running["message"]), running["message"]
     queued = wait(ws, third["id"], lambda j: "queued: 2 job(s) before it" in (j["message"] or ""))
     assert queued["status"] == "starting" and api.job(second["id"], ws)["status"] == "starting"  # ... the rest wait
     assert api.cancel_job(second["id"], ws)["status"] == "cancelled"  # cancelled while waiting: it never ran
