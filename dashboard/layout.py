@@ -65,7 +65,9 @@ def direction(source: str, target: str) -> str:
 
 
 def run_label(row) -> str:
-    return f"{row.get('variant', row['model'])} · {direction(row['source'], row['target'])} · seed {row['seed']} · {row['run']}"
+    name = f"{row['name']} · " if isinstance(row.get("name"), str) else ""
+    return (f"{name}{row.get('variant', row['model'])} · {direction(row['source'], row['target'])} · seed "
+            f"{row['seed']} · {row['run']}")
 
 
 def segment_groups(segments) -> dict[str, list[str]]:

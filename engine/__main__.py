@@ -100,6 +100,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("run_id")
     s.set_defaults(func=cmd_delete_run)
 
+    s = sub.add_parser("label", parents=[common], help="name, tag or note a run")
+    s.add_argument("run_id")
+    s.add_argument("--name", help="one line, at most 80 characters ('' clears it)")
+    s.add_argument("--tag", action="append", default=[], help="add a tag (repeat for more)")
+    s.add_argument("--untag", action="append", default=[], help="remove a tag")
+    s.add_argument("--note", help="free text, at most 2000 characters ('' clears it)")
+    s.set_defaults(func=cmd_label)
+
     s = sub.add_parser("jobs", parents=[common], help="list background jobs with their progress")
     s.set_defaults(func=cmd_jobs)
 
@@ -296,11 +304,23 @@ def metrics_table(metrics: dict, names=HEADLINE) -> str:
 
 def cmd_runs(args):
     rows = api.runs(args.workspace)
-    emit(args, rows, table([[r["id"], r["model"], ",".join(r["scenario"]["source"]) + "->" + r["scenario"]["target"],
+    emit(args, rows, table([[r["id"], r["name"], r["model"],
+                             ",".join(r["scenario"]["source"]) + "->" + r["scenario"]["target"],
                              r["scenario"]["seed"], r["status"],
-                             *[(r["metrics"] or {}).get(seg, {}).get("ndcg@10") for seg in ("warm", "cold")]]
-                            for r in rows], ["run", "model", "scenario", "seed", "status", "warm ndcg@10",
-                                             "cold ndcg@10"]))
+                             *[(r["metrics"] or {}).get(seg, {}).get("ndcg@10") for seg in ("warm", "cold")],
+                             ", ".join(r["tags"])]
+                            for r in rows], ["run", "name", "model", "scenario", "seed", "status", "warm ndcg@10",
+                                             "cold ndcg@10", "tags"]))
+
+
+def cmd_label(args):
+    r = api.label_run(args.run_id, args.name, args.tag, args.untag, args.note, workspace=args.workspace)
+    emit(args, r, f"run {r['id']}\n{labels(r) or 'no name, tags or note'}")
+
+
+def labels(r: dict) -> str:
+    return "\n".join(filter(None, [r["name"] and f"name: {r['name']}", r["tags"] and f"tags: {', '.join(r['tags'])}",
+                                   r["note"] and f"note: {r['note']}"]))
 
 
 def cmd_delete_run(args):
@@ -312,6 +332,7 @@ def cmd_show(args):
     r = api.run(args.run_id, args.workspace)
     head = (f"run {r['id']}: {r['model']} on {','.join(r['scenario']['source'])} -> {r['scenario']['target']} "
             f"(seed {r['scenario']['seed']}, cold fraction {r['scenario']['cold_fraction']}), {r['status']}")
+    head += f"\n{labels(r)}" if labels(r) else ""
     emit(args, r, head + "\n" + (segment_tables(r["metrics"]) if r["metrics"] else (r["error"] or "")))
 
 

@@ -103,6 +103,12 @@ def delete_run(run_id: str, workspace=None) -> None:
     open_workspace(workspace).delete_run(run_id)
 
 
+def label_run(run_id: str, name: str | None = None, add_tags=(), remove_tags=(), note: str | None = None,
+              workspace=None) -> dict:
+    """Name, tag or note a run (None leaves a name or note as it is, "" clears it); returns the run."""
+    return open_workspace(workspace).label_run(run_id, name, add_tags, remove_tags, note)
+
+
 def metrics_long(workspace=None) -> pd.DataFrame:
     """Every finished run's metrics in long form: run, segment, metric (e.g. ndcg), k, value; join them to
     runs_table() on `run` for the scenario and model."""

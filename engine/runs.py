@@ -131,7 +131,8 @@ def runs_table(workspace=None) -> pd.DataFrame:
     rows, store = [], open_workspace(workspace)
     for r in store.runs():
         sc = r["scenario"]
-        row = {"run": r["id"], "model": r["model"], "variant": variant(r), "source": ",".join(sc["source"]),
+        row = {"run": r["id"], "name": r["name"], "tags": ", ".join(r["tags"]), "note": r["note"],
+               "model": r["model"], "variant": variant(r), "source": ",".join(sc["source"]),
                "target": sc["target"],
                "seed": sc["seed"], "cold fraction": sc["cold_fraction"], "scenario": r["scenario_id"],
                "status": r["status"], "created": pd.to_datetime(r["created"], unit="s"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import re
 import sqlite3
 import threading
 import time
@@ -45,7 +46,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     message TEXT, updated REAL NOT NULL, log_path TEXT);
 """
 JOB_COLUMNS = {"spec": "TEXT NOT NULL DEFAULT '{}'", "created": "REAL", "finished": "REAL"}
-RUN_COLUMNS = {"pid": "INTEGER", "process_start": "TEXT"}  # the process that trains the run, to see it died
+RUN_COLUMNS = {"pid": "INTEGER", "process_start": "TEXT",  # the process that trains the run, to see it died
+               "name": "TEXT", "tags": "TEXT NOT NULL DEFAULT '[]'", "note": "TEXT"}  # the analyst's labels
+LABEL_LIMITS = {"name": 80, "note": 2000}  # characters
+TAG = re.compile(r"[\w.+-]{1,30}")
 JOB_ACTIVE = ("starting", "running")
 
 
@@ -302,6 +306,28 @@ class Store:
         with self._db() as db:
             db.execute("UPDATE runs SET status=?, finished=?, error=? WHERE id=?", (status, time.time(), error, run_id))
 
+    def label_run(self, run_id: str, name: str | None = None, add_tags=(), remove_tags=(),
+                  note: str | None = None) -> dict:
+        """Name, tag or note a run: a name or note of None stays as it is, "" clears it; tags are added and removed
+        (each 1-30 letters, digits or . + - _). Checked before anything is written."""
+        record = self.require_run(run_id)
+        for field, value in (("name", name), ("note", note)):
+            if value is not None and len(value) > LABEL_LIMITS[field]:
+                raise CrossLensError(f"a run's {field} is at most {LABEL_LIMITS[field]} characters; this one has "
+                                     f"{len(value)}.")
+        if name and ("\n" in name or "\r" in name):
+            raise CrossLensError("a run's name is one line; put the rest in its note.")
+        bad = [t for t in (*add_tags, *remove_tags) if not TAG.fullmatch(t)]
+        if bad:
+            raise CrossLensError(f"the tag {bad[0]!r} is not a tag: use 1-30 letters, digits or . + - _, no spaces.")
+        tags = [t for t in dict.fromkeys([*record["tags"], *add_tags]) if t not in remove_tags]
+        changes = {"tags": json.dumps(tags)}
+        changes.update({f: (v.strip() or None) for f, v in (("name", name), ("note", note)) if v is not None})
+        with self._db() as db:
+            db.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in changes)} WHERE id = ?",
+                       (*changes.values(), record["id"]))
+        return self.run(record["id"])
+
     def run(self, run_id: str) -> dict | None:
         self._settle_dead_runs()
         with self._db() as db:
@@ -447,4 +473,5 @@ def _run_record(row: sqlite3.Row) -> dict:
     record["scenario"] = json.loads(record.pop("spec"))
     record["config"] = json.loads(record["config"])
     record["metrics"] = json.loads(record["metrics"]) if record["metrics"] else None
+    record["tags"] = json.loads(record["tags"])
     return record

@@ -70,17 +70,33 @@ with layout.readable_errors("Comparing the runs"):
                     width="stretch")
 
     st.subheader("Runs")
-    shown = ["run", "model", "seed", "cold fraction", *[f"{s} {metric}" for s in segments if f"{s} {metric}" in view],
-             "all coverage@10", "train s", "eval s"]
-    sort = st.selectbox("Sort by", shown[4:], index=0)
+    shown = ["run", "name", "model", "seed", "cold fraction",
+             *[f"{s} {metric}" for s in segments if f"{s} {metric}" in view], "all coverage@10", "train s", "eval s",
+             "tags", "note"]
+    figures = shown[5:-2]
+    sort = st.selectbox("Sort by", figures, index=0)
     table = view.sort_values(sort, ascending=False)
     layout.table(table[[c for c in shown if c in table]], hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in shown[4:-2]}
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in figures[:-2]}
                  | {"train s": st.column_config.NumberColumn("train (s)", format="%.1f"),
                     "eval s": st.column_config.NumberColumn("eval (s)", format="%.2f")})
     st.download_button("Download all metrics (CSV)", api.safe_table(table.drop(columns=["error"])).to_csv(index=False),
                        file_name="crosslens-runs-" + "".join(c if c.isalnum() else "-" for c in chosen) + ".csv",
                        mime="text/csv", icon=":material/download:")
+    with st.expander("Name, tag or note a run", icon=":material/label:"):
+        labelled = layout.pick_run(view, "Run", key="label-run")
+        current = view[view["run"] == labelled].iloc[0]
+        text = lambda value: value if isinstance(value, str) else ""  # noqa: E731  (None or NaN in the table)
+        name = st.text_input("Name", text(current["name"]), max_chars=80, key=f"name-{labelled}")
+        tags = st.text_input("Tags (separated by commas)", current["tags"], key=f"tags-{labelled}")
+        note = st.text_area("Note", text(current["note"]), max_chars=2000, key=f"note-{labelled}")
+        if st.button("Save", key="label-save", icon=":material/save:"):
+            with layout.readable_errors("Saving the labels"):
+                wanted = [t.strip() for t in tags.split(",") if t.strip()]
+                old = [t for t in current["tags"].split(", ") if t]
+                api.label_run(labelled, name, wanted, [t for t in old if t not in wanted], note, ws)
+                layout.runs.clear()
+                st.rerun()
     with st.expander("Delete a run", icon=":material/delete:"):
         doomed = layout.pick_run(view, "Run to delete (its metrics and files go; a run still training cannot)",
                                  key="delete-run")

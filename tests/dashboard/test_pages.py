@@ -79,6 +79,25 @@ def test_compare_offers_the_bucket_segments(trained_workspace, monkeypatch):
     assert {"all", "warm", "cold", "new+tail", "users 3-5"} <= set(significance["segment"])
 
 
+def test_a_run_is_named_tagged_and_noted_from_the_compare_page(tmp_path, monkeypatch, domain_files):
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    run = api.train("src", "tgt", "pop", workspace=tmp_path)
+    at = open_page("compare")
+    at.text_input(key=f"name-{run['id']}").input("Floor")
+    at.text_input(key=f"tags-{run['id']}").input("baseline, q4")
+    at.text_area(key=f"note-{run['id']}").input("the model to beat")
+    at = at.button(key="label-save").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    labelled = api.run(run["id"], tmp_path)
+    assert (labelled["name"], labelled["tags"], labelled["note"]) == ("Floor", ["baseline", "q4"], "the model to beat")
+    assert any(o.startswith("Floor · pop") for o in at.selectbox(key="label-run").options)
+    at.text_input(key=f"tags-{run['id']}").input("q4")
+    at = at.button(key="label-save").click().run()
+    assert api.run(run["id"], tmp_path)["tags"] == ["q4"]
+
+
 def test_every_users_recommendations_download_from_the_explain_page(trained_workspace, monkeypatch):
     ws, runs = trained_workspace
     monkeypatch.setenv("CROSSLENS_WORKSPACE", str(ws))

@@ -36,8 +36,11 @@ def test_round_trip(tmp_path, domain_files):
         assert {"ndcg@10", "hr@10", "mrr@10"} <= set(record["metrics"]["warm"])
         runs[model] = record["id"]
 
+    labelled = json.loads(cli("label", runs["pop"], "--name", "the floor", "--tag", "baseline", "--json",
+                              workspace=ws).stdout)
+    assert labelled["name"] == "the floor" and labelled["tags"] == ["baseline"]
     table = cli("runs", workspace=ws).stdout
-    assert runs["pop"] in table and runs["itemknn"] in table
+    assert runs["pop"] in table and runs["itemknn"] in table and "the floor" in table
     shown = json.loads(cli("show", runs["itemknn"], "--json", workspace=ws).stdout)
     assert shown["model"] == "itemknn"
     text = cli("show", runs["itemknn"], workspace=ws).stdout
@@ -71,6 +74,7 @@ def test_round_trip(tmp_path, domain_files):
     for args in (("recommend", runs["pop"], "--user", "nobody"), ("show", "no-such-run"),
                  ("train", "--source", "src", "--target", "nope", "--model", "pop"),
                  ("train", "--source", "src", "--target", "tgt", "--model", "bpr", "--set", "dimm=3"),
+                 ("label", runs["pop"], "--tag", "has space"),
                  ("ingest", "--domain", "x", "--interactions", tmp_path / "missing.csv")):
         result = cli(*args, workspace=ws, check=False)
         assert result.returncode == 2, (args, result.stderr)
