@@ -38,7 +38,8 @@ def workspace_folder(workspace=None) -> str:
 def models() -> dict[str, dict]:
     """The model catalogue: per model, its one-line description, default settings and capabilities (trains: has
     epochs; explainable: engine.explain can explain its recommendations; item_vectors: its runs get maps)."""
-    return {name: {"description": cls.description, "defaults": dict(cls.defaults), "trains": "epochs" in cls.defaults,
+    return {name: {"description": cls.description, "defaults": dict(cls.defaults), "help": cls.setting_help(),
+                   "trains": "epochs" in cls.defaults,
                    "explainable": explainable(cls), "item_vectors": learns_vectors(cls)}
             for name, cls in MODELS.items()}
 

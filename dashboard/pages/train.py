@@ -28,11 +28,11 @@ else:
         seed = mid.number_input("Seed (split and initialisation)", 0, 10_000, 0, step=1)
         cold = right.slider("Cold-start fraction", 0.0, 0.5, 0.2, 0.05,
                             help="share of the users in both domains whose target history is held out entirely")
-        defaults = MODELS[model]["defaults"]
+        defaults, hints = MODELS[model]["defaults"], MODELS[model]["help"]
         epochs = None
         if "epochs" in defaults:
             epochs = st.number_input("Epochs (at most; training stops early when validation stops improving)", 1,
-                                     500, int(defaults["epochs"]), key=f"epochs-{model}")
+                                     500, int(defaults["epochs"]), key=f"epochs-{model}", help=hints["epochs"])
         settings = {}
         shown = {k: v for k, v in defaults.items() if k not in HIDDEN}
         if shown:
@@ -40,14 +40,17 @@ else:
                 cols = st.columns(4)
                 for n, (key, default) in enumerate(shown.items()):
                     col, wkey = cols[n % 4], f"{model}-{key}"
-                    if isinstance(default, bool):
-                        value = col.checkbox(key, default, key=wkey)
+                    if default is None:  # chosen on validation unless given
+                        value = col.number_input(key, value=None, format="%g", placeholder="chosen on validation",
+                                                 key=wkey, help=hints[key])
+                    elif isinstance(default, bool):
+                        value = col.checkbox(key, default, key=wkey, help=hints[key])
                     elif isinstance(default, int):
-                        value = col.number_input(key, value=default, step=1, key=wkey)
+                        value = col.number_input(key, value=default, step=1, key=wkey, help=hints[key])
                     elif isinstance(default, float):
-                        value = col.number_input(key, value=default, format="%g", key=wkey)
+                        value = col.number_input(key, value=default, format="%g", key=wkey, help=hints[key])
                     else:
-                        value = col.text_input(key, str(default), key=wkey)
+                        value = col.text_input(key, str(default), key=wkey, help=hints[key])
                     if value != default:
                         settings[key] = value
         if st.button("Launch training", type="primary", icon=":material/play_arrow:", disabled=not sources):

@@ -25,6 +25,7 @@ class Recommender:
     description = ""          # one line for the model catalogue
     defaults: dict = {}
     ranges: dict = {}         # setting -> settings.Range it must lie in (its type is its default's)
+    help: dict = {}           # setting -> one line for analysts (settings.COMMON_HELP has the shared ones)
     post_training: tuple = ()  # settings used only after fitting: api.derive may change them on a trained run
 
     def __init__(self, **params):
@@ -35,6 +36,11 @@ class Recommender:
         self.params = {**self.defaults, **params}
         settings.check(self.name, self.defaults, self.ranges, self.params)
         self.device = torch.device(default_device())
+
+    @classmethod
+    def setting_help(cls) -> dict[str, str]:
+        """Every setting's line of help, '' where there is none (a test keeps that from happening)."""
+        return {k: cls.help.get(k) or settings.COMMON_HELP.get(k, "") for k in cls.defaults}
 
     def fit(self, scenario: Scenario, progress=None) -> "Recommender":
         raise NotImplementedError

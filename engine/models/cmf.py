@@ -15,3 +15,4 @@ class CMF(BPR):
     all_domains = True
     defaults = {**MF_DEFAULTS, "target_weight": 5.0}
     ranges = {**MF_RANGES, "target_weight": POSITIVE}
+    help = {"target_weight": "weight of a target-domain interaction relative to a source-domain one"}

@@ -47,6 +47,12 @@ class Content(ItemSpace, Explainable, Recommender):
     uses_history = True
     defaults = {"power": None, "decay": None, "entity_weight": None, "encoder": text.DEFAULT_ENCODER}
     ranges = {"power": FRACTION, "decay": Range(0, 1, above=True), "entity_weight": NON_NEGATIVE}
+    help = {"power": "how strongly the sentence vectors are whitened, 0 (raw) to 1 (fully); empty: chosen on "
+                     "validation",
+            "decay": "weight of each older history item relative to the next one (1: all equal); empty: chosen on "
+                     "validation",
+            "entity_weight": "weight of the attribute match (categories, brand) beside the text match; empty: chosen "
+                             "on validation"}
 
     def fit(self, scenario, progress=None):
         self._build(scenario, progress)

@@ -60,6 +60,11 @@ class EMCDR(ItemSpace, Recommender):
                 "map_loss": "bpr"}
     ranges = {**MF_RANGES, "map_hidden": COUNT, "map_lr": POSITIVE, "map_epochs": COUNT, "map_patience": COUNT,
               "map_loss": Range(choices=("bpr", "mse"))}
+    help = {"map_hidden": "hidden units of the network that maps a user's source factor to a target factor",
+            "map_lr": "learning rate of that mapping", "map_epochs": "at most this many epochs of the mapping",
+            "map_patience": "stop the mapping after this many epochs without a better cold-user validation NDCG@10",
+            "map_loss": "what the mapping learns: 'bpr' ranks the user's target items, 'mse' regresses the target "
+                        "factor (the paper's)"}
 
     def _modules(self, scenario):
         p = self.params

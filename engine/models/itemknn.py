@@ -18,6 +18,7 @@ class ItemKNN(Explainable, Recommender):
     uses_history = True
     defaults = {"neighbours": 100, "shrink": 0.0}
     ranges = {"neighbours": COUNT, "shrink": NON_NEGATIVE}
+    help = {"shrink": "damps the similarity of items that co-occur rarely (0: plain cosine)"}
 
     def fit(self, scenario, progress=None):
         self.similarity_ = similarity(scenario, self.params["neighbours"], self.params["shrink"])

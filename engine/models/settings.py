@@ -32,6 +32,18 @@ class Range:
         return " and ".join(filter(None, [low, high])) or "any number"
 
 
+COMMON_HELP = {  # settings several models share; a model's own `help` says the rest
+    "dim": "size of the learned user and item vectors",
+    "lr": "learning rate of the optimiser",
+    "reg": "L2 penalty on the vectors (larger: simpler factors)",
+    "epochs": "at most this many passes over the training data; early stopping may end sooner",
+    "patience": "stop after this many epochs without a better validation NDCG@10 (the best epoch's weights are kept)",
+    "batch_size": "training examples per optimiser step",
+    "seed": "seeds the initial weights and the sampling (the split has its own seed)",
+    "neighbours": "most similar items kept per item in the co-occurrence similarity",
+    "encoder": "the sentence encoder of the item texts: 'minilm' (bundled) or a folder inside the workspace",
+}
+
 COUNT = Range(1)            # a whole number of at least 1
 POSITIVE = Range(0, above=True)
 NON_NEGATIVE = Range(0)

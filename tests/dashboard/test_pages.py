@@ -12,6 +12,15 @@ APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = ["overview", "datasets", "train", "compare", "embeddings", "explain"]
 
 
+@pytest.fixture
+def pop_run(tmp_path, monkeypatch, domain_files):
+    """A workspace (the app's) with the generated domains and one pop run on src -> tgt: (folder, run)."""
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    return tmp_path, api.train("src", "tgt", "pop", workspace=tmp_path)
+
+
 def open_page(page: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
     if page != "overview":
@@ -79,11 +88,8 @@ def test_compare_offers_the_bucket_segments(trained_workspace, monkeypatch):
     assert {"all", "warm", "cold", "new+tail", "users 3-5"} <= set(significance["segment"])
 
 
-def test_a_run_is_named_tagged_and_noted_from_the_compare_page(tmp_path, monkeypatch, domain_files):
-    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
-    for name, (inter, items) in domain_files.items():
-        api.ingest(name, inter, items, workspace=tmp_path)
-    run = api.train("src", "tgt", "pop", workspace=tmp_path)
+def test_a_run_is_named_tagged_and_noted_from_the_compare_page(pop_run):
+    tmp_path, run = pop_run
     at = open_page("compare")
     at.text_input(key=f"name-{run['id']}").input("Floor")
     at.text_input(key=f"tags-{run['id']}").input("baseline, q4")
@@ -154,6 +160,31 @@ def test_launching_from_the_train_page_creates_a_job_in_the_registry(tmp_path, m
     assert api.job(jobs[0]["id"], tmp_path)["status"] == "done"
 
 
+def test_a_model_whose_settings_are_chosen_on_validation_launches_with_its_defaults(tmp_path, monkeypatch,
+                                                                                    domain_files):
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    at = open_page("train")
+    at = at.selectbox[1].select("content").run()
+    assert at.number_input(key="content-power").value is None  # empty, "chosen on validation"
+    at = next(b for b in at.button if b.label == "Launch training").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = api.jobs(tmp_path)[0]
+    assert job["spec"]["model"] == "content" and job["spec"]["settings"] == {}
+    api.cancel_job(job["id"], tmp_path)
+
+
+def test_every_setting_of_every_model_has_help_shown_on_the_train_page(tmp_path, monkeypatch, domain_files):
+    missing = [f"{m}.{k}" for m, entry in api.models().items() for k, text in entry["help"].items() if not text]
+    assert not missing
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    at = open_page("train")
+    assert at.number_input(key="lmkg-temperature").help == api.models()["lmkg"]["help"]["temperature"]
+
+
 @pytest.mark.parametrize("address", ["0.0.0.0", ""])
 def test_served_beyond_this_machine_without_login_the_app_refuses(address, tmp_path, monkeypatch):
     from streamlit import config
@@ -168,11 +199,8 @@ def test_served_beyond_this_machine_without_login_the_app_refuses(address, tmp_p
     assert not at.title  # no page ran
 
 
-def test_uploading_over_a_domain_asks_to_confirm_naming_its_runs(tmp_path, monkeypatch, domain_files):
-    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
-    for name, (inter, items) in domain_files.items():
-        api.ingest(name, inter, items, workspace=tmp_path)
-    run = api.train("src", "tgt", "pop", workspace=tmp_path)
+def test_uploading_over_a_domain_asks_to_confirm_naming_its_runs(pop_run, domain_files):
+    tmp_path, run = pop_run
     version = api.datasets(tmp_path)[1]["version"]
     inter, items = domain_files["tgt"]
     asked = upload(open_page("datasets"), "tgt", {"Interactions": ("inter.csv", inter.read_bytes()),
@@ -190,11 +218,8 @@ def test_uploading_over_a_domain_asks_to_confirm_naming_its_runs(tmp_path, monke
     assert api.recommend(run["id"], api.test_users(run["id"], workspace=tmp_path)[0], workspace=tmp_path)["recommendations"]
 
 
-def test_a_run_is_deleted_from_the_compare_page_after_a_confirmation(tmp_path, monkeypatch, domain_files):
-    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
-    for name, (inter, items) in domain_files.items():
-        api.ingest(name, inter, items, workspace=tmp_path)
-    run = api.train("src", "tgt", "pop", workspace=tmp_path)
+def test_a_run_is_deleted_from_the_compare_page_after_a_confirmation(pop_run):
+    tmp_path, run = pop_run
     at = open_page("compare")
     delete = next(b for b in at.button if b.label == "Delete this run")
     assert delete.disabled

@@ -26,6 +26,22 @@ RANGES = {"dim": COUNT, "layers": COUNT, "heads": COUNT, "max_history": COUNT, "
           "negatives": COUNT, "temperature": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "epochs": COUNT,
           "patience": COUNT, "batch_size": COUNT, "seed": SEED, "text_dim": COUNT, "whitening": FRACTION,
           "target_view": FRACTION, "neighbours": COUNT, "kg_hops": Range(1, 2)}
+HELP = {
+    "layers": "Transformer layers over the history", "heads": "attention heads; dim must be a multiple of them",
+    "max_history": "most recent history items the network reads", "dropout": "dropout while the network trains",
+    "negatives": "items sampled per batch as negatives of the softmax loss",
+    "temperature": "softmax temperature of the scores (smaller: sharper)", "weight_decay": "AdamW weight decay",
+    "text_dim": "dimensions kept of the whitened text vectors the network's adapter reads",
+    "whitening": "how strongly the sentence vectors are whitened for the adapter, 0 (raw) to 1 (fully)",
+    "target_view": "share of training windows that show the target-domain history alone (the view scored for a "
+                   "user who has one)",
+    "use_text": "read the items' text vectors (off: the 'lmkg -text' ablation)",
+    "use_kg": "read the items' knowledge-graph entities (off: 'lmkg -kg')",
+    "use_source": "read source-domain histories (off: 'lmkg -source', target only)",
+    "use_cf": "add the item co-occurrence channel (off: 'lmkg -cf', the network alone)",
+    "cold_windows": "also train on source-only histories that predict a target item, like a cold user's case",
+    "kg_hops": "how far entity links reach: 1, an item's own attributes; 2, also what those link to",
+}
 CALIBRATION_KEYS = {False: "calibration.network", True: "calibration.cf"}  # use_cf -> its calibration's weights key
 
 
@@ -35,6 +51,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
     uses_history = True
     defaults = DEFAULTS
     ranges = RANGES
+    help = HELP
     post_training = ("use_cf",)  # the collaborative channel is fitted and calibrated after the network
 
     def __init__(self, **params):
