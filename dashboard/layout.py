@@ -116,6 +116,18 @@ def shared_users(ws: str, versions: tuple) -> pd.DataFrame:
     return api.shared_users(ws)
 
 
+@st.cache_data(max_entries=32, show_spinner="Splitting the scenario ...")
+def scenario_preview(ws: str, sources: tuple, target: str, seed: int, cold: float, versions: tuple) -> dict:
+    return api.scenario_preview(list(sources), target, seed, cold, ws)
+
+
+def busiest_pair(names: list[str], shared: pd.DataFrame) -> tuple[str, str]:
+    """(target, source) of the two domains that share the most users (the later name is the target)."""
+    pairs = [(shared.loc[a, b], b, a) for i, a in enumerate(names) for b in names[i + 1:]]
+    _, target, source = max(pairs, key=lambda p: p[0])  # the first of equals
+    return target, source
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def run_curves(ws: str, run_id: str) -> pd.DataFrame:
     return api.run_curves(run_id, ws)

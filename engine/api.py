@@ -13,14 +13,15 @@ from . import jobs as background
 from .data import DatasetError  # noqa: F401  (bad uploads: the problems, each with file, rows, column and fix)
 from .errors import CrossLensError
 from .evaluate import segment_groups  # noqa: F401  (segment names grouped for display)
-from .jobs import cancel_job, curves as job_curves, job, jobs, log_tail as job_log, start_maps  # noqa: F401
+from .jobs import (cancel_job, curves as job_curves, job, jobs, log_tail as job_log, missing_baselines,  # noqa: F401
+                   start_maps)
 from .maps import domain_neighbours, read_maps  # noqa: F401
 from .models import MODELS
 from .models.base import explainable, learns_vectors
 from .profile import dataset_profile, runs_using, shared_users  # noqa: F401  (read-only views for analysts)
 from .request import TrainRequest, parse_settings  # noqa: F401
 from .runs import (LoadedRun, compare, compute_maps, derive, explainer, load, run, run_curves, runs,  # noqa: F401
-                   runs_table, scenario_of, test_users, variant)
+                   runs_table, scenario_of, scenario_preview, test_users, variant)
 from .runs import train as runs_train
 from .spreadsheet import safe_table  # noqa: F401  (every table shown or downloaded)
 from .store import JOB_ACTIVE, open_workspace, workspace_path  # noqa: F401  (open_workspace: for notebooks)

@@ -43,13 +43,28 @@ class Evaluation:
     summary: dict            # {segment: {metric: value}}
 
 
+def scenario_counts(scenario: Scenario) -> dict:
+    """What a scenario offers before anything is trained: its target items, the users it shares between the
+    target and the sources, and its validation and test cases (warm and cold)."""
+    log = pd.concat([scenario.train, scenario.held_out])
+    in_target = log["domain"] == 0
+    shared = np.intersect1d(log.loc[in_target, "user"].unique(), log.loc[~in_target, "user"].unique())
+    return {"target_items": scenario.n_target, "shared_users": len(shared), "validation_cases": len(scenario.valid),
+            **{f"{segment}_test_users": int((scenario.test.segment == segment).sum()) for segment in CASE_SEGMENTS}}
+
+
 def check_scenario(scenario: Scenario) -> None:
-    """Refuse, before anything is trained, a scenario that cannot be evaluated: fewer target items than the
-    longest list the metrics rank (TOP), or no validation or no test case."""
-    target = scenario.target
+    """Refuse, before anything is trained, a scenario that cannot be evaluated or learns nothing across domains:
+    fewer target items than the longest list the metrics rank (TOP), no user shared by the target and a source,
+    or no validation or no test case."""
+    target, counts = scenario.target, scenario_counts(scenario)
     if scenario.n_target < TOP:
         raise CrossLensError(f"target domain '{target}' has {scenario.n_target} items; the metrics rank lists of up "
                              f"to {TOP}, so a target needs at least {TOP} items. Choose a larger target domain.")
+    if counts["shared_users"] == 0:
+        raise CrossLensError(f"'{target}' and {', '.join(map(repr, scenario.spec['source']))} share no user (users "
+                             f"are linked across domains by equal user_id), so nothing can be learned across them. "
+                             f"Choose domains that share users; the Datasets page shows how many each pair shares.")
     for split, cases in (("validation", scenario.valid), ("test", scenario.test)):
         if len(cases) == 0:
             raise CrossLensError(

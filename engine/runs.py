@@ -20,7 +20,7 @@ from . import scenario as scenarios
 from .errors import CrossLensError
 from .models import MODELS
 from .models.base import ItemSpace, explainable, learns_vectors
-from .request import TrainRequest
+from .request import TrainRequest, scenario_spec as request_spec  # a checked spec on the current versions
 from .store import Store, open_workspace, write_atomic, write_parquet
 from .train import init_distributed
 
@@ -216,6 +216,19 @@ def load(run_id: str, workspace=None):
     tensors = load_file(str(store.run_dir(run_id) / "weights.safetensors"))
     model = MODELS[record["model"]].from_state(record["config"]["params"], sc, tensors)
     return record, sc, model
+
+
+def scenario_preview(source, target: str, seed: int = 0, cold_fraction: float = 0.2, workspace=None) -> dict:
+    """What a scenario offers before a launch (evaluate.scenario_counts), and `problem`: why it would be refused
+    (None if it would not)."""
+    store = open_workspace(workspace)
+    sc = scenarios.build(store, request_spec(store, source, target, seed, cold_fraction))
+    try:
+        evaluate.check_scenario(sc)
+        problem = None
+    except CrossLensError as err:
+        problem = str(err)
+    return {**evaluate.scenario_counts(sc), "problem": problem}
 
 
 def scenario_of(store: Store, record: dict) -> scenarios.Scenario:

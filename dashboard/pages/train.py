@@ -1,4 +1,6 @@
-"""Train: choose the scenario and the model, launch a background training job, watch every job live."""
+"""Train: choose the scenario (the pair sharing the most users first; its shared users and test users shown, a pair
+that cannot be evaluated refused) and the model, launch one background job per seed plus the baselines a new
+scenario lacks, watch every job live."""
 import streamlit as st
 
 from dashboard import job_card, layout
@@ -11,21 +13,52 @@ layout.header("Train", "Training runs as a separate process (a job in the worksp
 MODELS = layout.MODELS
 HIDDEN = ("seed", "epochs")  # set by their own widgets
 
-names = []
+SEEDS_HELP = "one job per seed, e.g. 0,1,2: Compare shows the spread over seeds"
+
+
+def seeds_of(text: str) -> list[int]:
+    seeds = text.replace(",", " ").split()
+    if not seeds or not all(s.isdigit() for s in seeds):
+        raise ValueError(f"seeds are whole numbers of at least 0, separated by commas, like 0,1,2; got '{text}'.")
+    return list(dict.fromkeys(int(s) for s in seeds))
+
+
+def launch(sources, target, model, seeds, cold, epochs, settings, baselines: bool) -> None:
+    """One job per seed, and (with `baselines`) the baseline jobs the scenario lacks; says what was started."""
+    started, extra = [], []
+    for seed in seeds:
+        request = api.TrainRequest(sources, target, model, seed, cold, epochs, settings)
+        missing = api.missing_baselines(request, ws) if baselines else []
+        started.append(api.start_training(sources, target, model, seed=seed, cold_fraction=cold, epochs=epochs,
+                                          settings=settings, workspace=ws)["id"])
+        for baseline in missing:
+            api.start_training(sources, target, baseline, seed=seed, cold_fraction=cold, workspace=ws)
+            extra.append(f"{baseline} (seed {seed})")
+    layout.runs.clear()
+    st.success(f"Started {len(started)} job(s): {', '.join(f'`{j}`' for j in started)}."
+               + (f" Also the baselines this scenario had no run of, so Compare can test against them: "
+                  f"{', '.join(extra)}." if extra else ""))
+
+
 with layout.readable_errors("Reading the datasets"):
-    names = [d["name"] for d in layout.datasets(ws)]
+    datasets = layout.datasets(ws)
+names = [d["name"] for d in datasets]
 if len(names) < 2:
     st.info("A cross-domain scenario needs at least two domains; upload them on the **Datasets** page.")
 else:
+    versions = tuple(d["version"] for d in datasets)
+    default_target, default_source = layout.busiest_pair(names, layout.shared_users(ws, versions))
     with st.container(border=True):
         left, right = st.columns(2)
-        target = left.selectbox("Target domain (recommend here)", names, index=min(1, len(names) - 1))
-        sources = right.multiselect("Source domain(s) (learn from here)", [n for n in names if n != target],
-                                    default=[n for n in names if n != target][:1])
+        target = left.selectbox("Target domain (recommend here)", names, index=names.index(default_target),
+                                help="the pair that shares the most users comes first")
+        others = [n for n in names if n != target]
+        sources = right.multiselect("Source domain(s) (learn from here)", others,
+                                    default=[default_source if default_source in others else others[0]])
         left, mid, right = st.columns([2, 1, 1])
         model = left.selectbox("Model", list(MODELS), index=list(MODELS).index("lmkg"),
                                format_func=lambda m: f"{m} — {MODELS[m]['description']}")
-        seed = mid.number_input("Seed (split and initialisation)", 0, 10_000, 0, step=1)
+        seeds_text = mid.text_input("Seeds (split and initialisation)", "0", help=SEEDS_HELP)
         cold = right.slider("Cold-start fraction", 0.0, 0.5, 0.2, 0.05,
                             help="share of the users in both domains whose target history is held out entirely")
         defaults, hints = MODELS[model]["defaults"], MODELS[model]["help"]
@@ -53,12 +86,30 @@ else:
                         value = col.text_input(key, str(default), key=wkey, help=hints[key])
                     if value != default:
                         settings[key] = value
-        if st.button("Launch training", type="primary", icon=":material/play_arrow:", disabled=not sources):
-            with layout.readable_errors("Launching the job"):
-                job = api.start_training(sources, target, model, seed=int(seed), cold_fraction=float(cold),
-                                         epochs=int(epochs) if epochs else None, settings=settings, workspace=ws)
-                layout.runs.clear()
-                st.success(f"Started job `{job['id']}`.")
+        problem = None if sources else "Choose at least one source domain."
+        try:
+            seeds = seeds_of(seeds_text)
+        except ValueError as err:
+            seeds, problem = [], str(err)
+        with layout.readable_errors("Checking the scenario"):
+            if sources and seeds:
+                preview = layout.scenario_preview(ws, tuple(sources), target, seeds[0], float(cold), versions)
+                cols = st.columns(4)
+                cols[0].metric("Shared users", f"{preview['shared_users']:,}", help="users in the target and a source")
+                cols[1].metric("Warm test users", f"{preview['warm_test_users']:,}",
+                               help="users whose last target item is held out, scored from their history before it")
+                cols[2].metric("Cold test users", f"{preview['cold_test_users']:,}",
+                               help="shared users whose whole target history is held out, scored from the sources")
+                cols[3].metric("Target items ranked", f"{preview['target_items']:,}")
+                problem = preview["problem"]
+        if problem:
+            st.error(problem)
+        baselines = st.checkbox("Also train the baselines this scenario has no run of (pop, itemknn)", True,
+                                help="Compare's significance test needs a baseline on the same cases")
+        if st.button("Launch training", type="primary", icon=":material/play_arrow:", disabled=bool(problem)):
+            with layout.readable_errors("Launching the jobs"):
+                launch(sources, target, model, seeds, float(cold), int(epochs) if epochs else None, settings,
+                       baselines)
 
 
 @st.fragment(run_every=2)

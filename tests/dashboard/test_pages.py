@@ -143,21 +143,44 @@ def test_upload_stores_a_valid_domain_and_refuses_an_invalid_one_with_a_problem_
     assert [d["name"] for d in api.datasets(tmp_path)] == ["books"]
 
 
-def test_launching_from_the_train_page_creates_a_job_in_the_registry(tmp_path, monkeypatch, domain_files):
+def test_launching_from_the_train_page_starts_a_job_per_seed_and_the_missing_baseline(tmp_path, monkeypatch,
+                                                                                      domain_files):
     monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
     for name, (inter, items) in domain_files.items():
         api.ingest(name, inter, items, workspace=tmp_path)
     at = open_page("train")
+    assert [m.value for m in at.metric][:3] == ["240", str(api.scenario_preview(["src"], "tgt", 0, 0.2, tmp_path)
+                                                          ["warm_test_users"]), "24"]
     at.selectbox[1].select("pop")  # the model
+    at.text_input[0].input("0, 1")  # the seeds
     next(b for b in at.button if b.label == "Launch training").click()
     at.run()
-    assert not at.exception and any("Started job" in s.value for s in at.success)
+    assert not at.exception and any("Started 2 job(s)" in s.value and "itemknn (seed 1)" in s.value
+                                    for s in at.success)
     jobs = api.jobs(tmp_path)
-    assert len(jobs) == 1 and jobs[0]["spec"]["model"] == "pop" and jobs[0]["spec"]["source"] == ["src"]
-    deadline = time.time() + 120
-    while api.job(jobs[0]["id"], tmp_path)["status"] in ("starting", "running") and time.time() < deadline:
+    assert sorted((j["spec"]["model"], j["spec"]["seed"]) for j in jobs) == [("itemknn", 0), ("itemknn", 1),
+                                                                             ("pop", 0), ("pop", 1)]
+    deadline = time.time() + 180
+    while any(api.job(j["id"], tmp_path)["status"] in api.JOB_ACTIVE for j in jobs) and time.time() < deadline:
         time.sleep(0.3)
-    assert api.job(jobs[0]["id"], tmp_path)["status"] == "done"
+    assert {api.job(j["id"], tmp_path)["status"] for j in jobs} == {"done"}
+    assert not api.missing_baselines(api.TrainRequest(["src"], "tgt", "lmkg", seed=1), tmp_path)
+
+
+def test_a_pair_that_shares_no_user_cannot_be_launched(tmp_path, monkeypatch, domain_files, domains):
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
+    for name, (inter, items) in domain_files.items():
+        api.ingest(name, inter, items, workspace=tmp_path)
+    inter, items = domains["tgt"]
+    inter.assign(user_id="stranger-" + inter["user_id"]).to_csv(tmp_path / "apart.csv", index=False)
+    items.to_csv(tmp_path / "apart_items.csv", index=False)
+    api.ingest("apart", tmp_path / "apart.csv", tmp_path / "apart_items.csv", workspace=tmp_path)
+    at = open_page("train")
+    assert at.selectbox[0].value == "tgt"  # the pair that shares the most users comes first
+    at = at.selectbox[0].select("apart").run()
+    assert at.metric[0].value == "0" and any("share no user" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Launch training").disabled
+    assert api.jobs(tmp_path) == []
 
 
 def test_a_model_whose_settings_are_chosen_on_validation_launches_with_its_defaults(tmp_path, monkeypatch,
@@ -170,9 +193,10 @@ def test_a_model_whose_settings_are_chosen_on_validation_launches_with_its_defau
     assert at.number_input(key="content-power").value is None  # empty, "chosen on validation"
     at = next(b for b in at.button if b.label == "Launch training").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    job = api.jobs(tmp_path)[0]
-    assert job["spec"]["model"] == "content" and job["spec"]["settings"] == {}
-    api.cancel_job(job["id"], tmp_path)
+    job = next(j for j in api.jobs(tmp_path) if j["spec"]["model"] == "content")
+    assert job["spec"]["settings"] == {}
+    for job in api.jobs(tmp_path):
+        api.cancel_job(job["id"], tmp_path)
 
 
 def test_every_setting_of_every_model_has_help_shown_on_the_train_page(tmp_path, monkeypatch, domain_files):

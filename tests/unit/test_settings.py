@@ -56,6 +56,13 @@ def test_a_target_too_small_to_rank_or_without_test_cases_is_refused_before_trai
     with pytest.raises(CrossLensError, match="has no validation case"):
         api.train("src", "tgt", "pop", cold_fraction=0.0, workspace=ws)  # ... and none is held out cold
     assert api.runs(tmp_path / "small") == [] and api.runs(ws) == []
+    apart = make_domains(n_users=60)
+    inter, items = apart["src"]
+    apart["src"] = (inter.assign(user_id="other-" + inter["user_id"]), items)  # no user in both domains
+    ws = ingested_workspace(tmp_path / "apart", apart)
+    with pytest.raises(CrossLensError, match="share no user"):
+        api.train("src", "tgt", "pop", workspace=ws)
+    assert api.runs(ws) == [] and api.scenario_preview(["src"], "tgt", workspace=ws)["shared_users"] == 0
 
 
 def test_a_fault_of_ours_is_one_paragraph_with_the_traceback_in_a_log(tmp_path, monkeypatch, capsys):
