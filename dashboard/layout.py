@@ -60,8 +60,23 @@ def style(fig: go.Figure, x: str | None = None, y: str | None = None, height: in
     return fig
 
 
+def distinct(labels: list[str]) -> list[str]:
+    """Labels as given, a repeated one numbered ("... (2)"), so that a chart never merges two features into a bar."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
 def direction(source: str, target: str) -> str:
     return f"{source.replace(',', ' + ')} → {target}"
+
+
+def short_label(row) -> str:
+    """A run's name if it has one, else its model and changed settings."""
+    return row["name"] if isinstance(row.get("name"), str) else row.get("variant", row["model"])
 
 
 def run_label(row) -> str:

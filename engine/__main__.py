@@ -452,10 +452,13 @@ def cmd_explain(args):
                     nsamples=args.nsamples, lime_samples=args.lime_samples, seed=args.seed)
     methods = [m for m in ("shap", "lime") if m in r]
     rows = sorted(r["features"], key=lambda f: -f[methods[0]])
-    lines = [f"user {r['user']} ({r['basis']}), item {r['item_id']} {r['title'][:60]!r}: score {r['score']:.4f}, "
+    disagree = "methods_disagree" in r["features"][0]
+    lines = [r["summary"], "",
+             f"user {r['user']} ({r['basis']}), item {r['item_id']} {r['title'][:60]!r}: score {r['score']:.4f}, "
              f"with every feature removed {r['base_value']:.4f} (scores spread {r['score_scale']:.4f} over items)",
-             table([[f["kind"], _clip(f["label"], f["kind"]), *[f[m] for m in methods]] for f in rows],
-                   ["kind", "feature", *methods])]
+             table([[f["kind"], _clip(f["label"], f["kind"]), *[f[m] for m in methods],
+                     *(["yes" if f["methods_disagree"] else ""] if disagree else [])] for f in rows],
+                   ["kind", "feature", *methods, *(["signs differ"] if disagree else [])])]
     if "shap" in r:
         lines.append(f"SHAP: base + sum of attributions is off the score by {r['shap']['additivity_error']:.2e}")
     if "lime" in r:
@@ -511,9 +514,14 @@ def cmd_explain_bench(args):
              s[m]["deletion_win_share"], s[m]["deletion_cases"],
              _sci(s[m].get("additivity_error_relative_mean")), s[m].get("r2_mean"), s[m]["agreement_mean"],
              s[m]["seconds_mean"], s[m]["seconds_p95"]] for m in ("shap", "lime")]
+    c = s["counterfactual"]
+    counter = (f"counterfactual (history items whose removal drops the item out of the top 10): found for "
+               f"{c['found_share']:.0%} of the {c['cases']} recommendations"
+               + (f", {c['size_mean']:.1f} items on average; {c['verified_share']:.0%} verified by re-scoring"
+                  if c["verified_share"] is not None else ""))
     emit(args, result, head + "\n" + table(rows, ["method", "samples", "deletion wins", "cases",
                                                    "additivity err / scale", "LIME R^2", "SHAP-LIME rho",
-                                                   "s mean", "s p95"]))
+                                                   "s mean", "s p95"]) + "\n" + counter)
 
 
 def _sci(value) -> str:

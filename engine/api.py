@@ -12,7 +12,7 @@ from . import data, deliver, export
 from . import jobs as background
 from .data import DatasetError  # noqa: F401  (bad uploads: the problems, each with file, rows, column and fix)
 from .errors import CrossLensError
-from .evaluate import segment_groups  # noqa: F401  (segment names grouped for display)
+from .evaluate import SET_METRICS, segment_groups  # noqa: F401  (segment names grouped for display)
 from .jobs import (cancel_job, curves as job_curves, job, jobs, log_tail as job_log, missing_baselines,  # noqa: F401
                    start_maps)
 from .maps import domain_neighbours, read_maps  # noqa: F401

@@ -30,6 +30,8 @@ ACTIVITY_BUCKETS = (1, 3, 6, 11)
 ITEM_BUCKET_NAMES = ("new", "tail", "torso", "head")
 RARE_ITEMS = ("new", "tail")
 RARE = "+".join(RARE_ITEMS)  # a union segment: where benchmarks test significance on rarely seen items
+LONG_TAIL = "long_tail"  # per list: the share of its items from the new and tail buckets
+SET_METRICS = ("coverage", "gini")  # measured on a segment's set of lists, not per case
 USERS = "users "  # the prefix of the user-activity segments' names
 # Per-case columns that describe the case rather than measure it.
 CASE_COLUMNS = ("user_id", "segment", "item_bucket", "target_history")
@@ -146,6 +148,8 @@ def evaluate_top(scenario: Scenario, cases: Cases, top: np.ndarray, features=Non
     features = scenario.item_features() if features is None else features
     per_case["ild@10"] = metrics.intra_list_diversity(top[:, :10], features)
     per_case["novelty@10"] = metrics.novelty(top[:, :10], scenario.item_popularity(), scenario.n_users)
+    rare = target_interactions(scenario) < item_buckets[1]  # the new and tail buckets' items
+    per_case[f"{LONG_TAIL}@10"] = metrics.share_of(top[:, :10], rare)
     per_case.insert(0, "target_history", target_history(scenario, cases))
     per_case.insert(0, "item_bucket", item_bucket(scenario, cases, item_buckets))
     per_case.insert(0, "segment", cases.segment)
@@ -164,6 +168,7 @@ def summarise(per_case: pd.DataFrame, top: np.ndarray, n_target: int, activity_b
             values.update(measured.loc[mask].mean().round(6).to_dict())
             for k in metrics.KS:
                 values[f"coverage@{k}"] = round(metrics.coverage(top[mask, :k], n_target), 6)
+                values[f"gini@{k}"] = round(metrics.gini(top[mask, :k], n_target), 6)
         summary[segment] = values
     return summary
 
@@ -210,13 +215,18 @@ def item_bucket(scenario: Scenario, cases: Cases, boundaries=ITEM_BUCKETS) -> np
     """Per case: the bucket name of its held-out item by the item's target-domain training interactions (warm
     cases); "" for cold cases, whose relevant items are all their target items."""
     _check_boundaries("item_buckets", boundaries)
-    train = scenario.train
-    interactions = np.bincount(train.loc[train["domain"] == 0, "item"].to_numpy(), minlength=scenario.n_target)
+    interactions = target_interactions(scenario)
     warm = np.flatnonzero(cases.segment == "warm")
     held_out = cases.relevant.values[cases.relevant.indptr[warm]]  # a warm case has exactly one
     names = np.full(len(cases), "", dtype=object)
     names[warm] = np.asarray(ITEM_BUCKET_NAMES, dtype=object)[_bucket_of(interactions[held_out], boundaries)]
     return names
+
+
+def target_interactions(scenario: Scenario) -> np.ndarray:
+    """Per target item: its target-domain training interactions (what the item buckets are cut by)."""
+    train = scenario.train
+    return np.bincount(train.loc[train["domain"] == 0, "item"].to_numpy(), minlength=scenario.n_target)
 
 
 def target_history(scenario: Scenario, cases: Cases) -> np.ndarray:

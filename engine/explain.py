@@ -25,6 +25,7 @@ with warnings.catch_warnings():  # shap's plotting colours use matplotlib calls 
     warnings.simplefilter("ignore", PendingDeprecationWarning)
     import shap
 
+from . import explain_words as words
 from .device import cpu_cores
 from .errors import CrossLensError
 from .evaluate import mask_known
@@ -52,6 +53,7 @@ class Pair:
     basis: str              # where the history comes from
     history: np.ndarray     # global item indices, oldest first: the first features
     item: int               # target item index
+    exclude: np.ndarray     # target items never recommended to the user (they know them)
     labels: list[str]       # per feature: "title (domain)" or "relation: value"
     features: list[dict]    # per feature: kind ("history" | "entity") and what it is
 
@@ -89,7 +91,7 @@ class Explainer:
             value = entity.removeprefix(f"{relation}=")
             labels.append(f"{relation}: {value}")
             features.append({"kind": "entity", "relation": relation, "value": value})
-        return Pair(case.user, str(user), case.basis, history, index, labels, features)
+        return Pair(case.user, str(user), case.basis, history, index, case.exclude, labels, features)
 
     def item_index(self, item) -> int:
         index = self._target.get(str(item))
@@ -162,8 +164,24 @@ class Explainer:
         result["features"] = [{"label": label, **feature, **{m: float(v[i]) for m, v in attributions.items()}}
                               for i, (label, feature) in enumerate(zip(pair.labels, pair.features))]
         result["agreement"] = rank_agreement(attributions["shap"], attributions["lime"]) if method == "both" else None
+        if method == "both":
+            for feature, disagree in zip(result["features"], words.disagreements(*attributions.values())):
+                feature["methods_disagree"] = bool(disagree)
         result["deletion"] = deletion_check(predict, float(score), attributions, pair.labels, seed)
-        return result
+        return {**result, **self.in_words(pair, result["title"], next(iter(attributions.items())))}
+
+    def in_words(self, pair: Pair, title: str, attribution: tuple[str, np.ndarray]) -> dict:
+        """The item's rank, a counterfactual (history positions to remove, with their labels) and the summary."""
+        method, values = attribution
+        rank, candidates = words.rank_of(self.model, pair.user, pair.history, pair.exclude, pair.item)
+        counter = words.counterfactual(self.model, pair.user, pair.history, pair.exclude, pair.item,
+                                       values[: pair.n_history])
+        if counter:
+            counter["removed"] = [pair.labels[p] for p in counter["positions"]]
+        kinds = [f["kind"] for f in pair.features]
+        return {"rank": rank, "candidates": candidates, "counterfactual": counter,
+                "summary": words.summary(title, self.sc.target, rank, candidates, pair.labels, kinds, values, method,
+                                         counter)}
 
 
 def shap_attributions(predict, n_features: int, nsamples: int, seed: int) -> tuple[np.ndarray, float]:
@@ -272,6 +290,8 @@ def per_case(x: dict) -> dict:
         row[f"{m}_seconds"] = x[m]["seconds"]
         row[f"{m}_wins"] = x["deletion"][m]["wins"] if x["deletion"] else None
     row["shap_additivity_error"], row["lime_r2"] = x["shap"]["additivity_error"], x["lime"]["score"]
+    row["counterfactual_size"] = len(x["counterfactual"]["positions"]) if x["counterfactual"] else None
+    row["counterfactual_verified"] = x["counterfactual"]["verified"] if x["counterfactual"] else None
     return row
 
 
@@ -294,4 +314,8 @@ def summarise(results: list[dict]) -> dict:
         else:
             row["r2_mean"] = float(np.mean([x["lime"]["score"] for x in results]))
         summary[m] = row
+    found = [x["counterfactual"] for x in results if x["counterfactual"]]
+    summary["counterfactual"] = {"cases": len(results), "found_share": len(found) / max(len(results), 1),
+                                 "verified_share": float(np.mean([c["verified"] for c in found])) if found else None,
+                                 "size_mean": float(np.mean([len(c["positions"]) for c in found])) if found else None}
     return summary

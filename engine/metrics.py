@@ -60,11 +60,29 @@ def novelty(top_items: np.ndarray, popularity: np.ndarray, n_users: int) -> np.n
     return (-np.log2(p))[top_items].mean(1)
 
 
+def gini(top_items: np.ndarray, n_items: int) -> float:
+    """Gini coefficient of how often each catalogue item is recommended: 0 when every item appears equally often,
+    towards 1 when the lists go to a few items (popularity bias)."""
+    counts = np.sort(np.bincount(top_items.ravel(), minlength=n_items)).astype(float)
+    if n_items < 2 or counts.sum() == 0:
+        return 0.0
+    rank = np.arange(1, n_items + 1)
+    return float((2 * (rank * counts).sum() / (n_items * counts.sum())) - (n_items + 1) / n_items)
+
+
+def share_of(top_items: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Per list: the share of its items for which the boolean per-item array `chosen` holds."""
+    return chosen[top_items].mean(1)
+
+
 def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
-    """Wilcoxon signed-rank test of two runs' per-case values on the same cases."""
+    """Wilcoxon signed-rank test of two runs' per-case values on the same cases, with the share of cases each run
+    does better on (the rest are ties)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     diff = a - b
-    result = {"n": int(a.size), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": float(diff.mean())}
+    result = {"n": int(a.size), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": float(diff.mean()),
+              "a_better": float((diff > 0).mean()) if a.size else 0.0,
+              "b_better": float((diff < 0).mean()) if a.size else 0.0}
     if not np.any(diff != 0):
         return {**result, "statistic": 0.0, "p_value": 1.0}
     test = stats.wilcoxon(a, b, zero_method="wilcox")

@@ -11,6 +11,25 @@ ws = layout.workspace()
 layout.header("Compare runs", "Full ranking over the target domain's items; warm users have target history, cold "
                               "users are scored from their source-domain history alone.")
 
+def winner(r: dict, a: str, b: str) -> str:
+    """Which side wins a paired test, by how much, in words."""
+    if r["p_value"] >= 0.05:
+        return "no significant difference"
+    better, high, low = (a, r["mean_a"], r["mean_b"]) if r["mean_a"] > r["mean_b"] else (b, r["mean_b"], r["mean_a"])
+    return f"{better} better" + (f", {high / low:.2f}x" if low else "")
+
+
+def verdict(segments: dict, metric: str, a: str, b: str) -> str:
+    """The paired test of the warm (else all) users in a sentence: who wins, the ratio, the p-value, and how the
+    users split."""
+    segment = "warm" if "warm" in segments else "all"
+    r = segments[segment]
+    said = winner(r, f"**{a}**", f"**{b}**")
+    return (f"On {segment} users ({r['n']:,}), {metric}: {r['mean_a']:.4f} for {a} against {r['mean_b']:.4f} for {b}"
+            f" — {said} (p = {r['p_value']:.2g}). {a} is better for {r['a_better']:.0%} of these users, {b} for "
+            f"{r['b_better']:.0%}, and the rest tie.")
+
+
 with layout.readable_errors("Comparing the runs"):
     runs = layout.done_runs(ws)
     if runs.empty:
@@ -25,8 +44,8 @@ with layout.readable_errors("Comparing the runs"):
     chosen = left.selectbox("Scenario (source → target · cold-start fraction)", directions)
     view = runs[runs["direction"] == chosen]
     variants = sorted(view["variant"].unique())
-    plain = [v for v in variants if "(" not in v]  # models at their default settings; variants on request
-    models = mid.multiselect("Models (and variants with changed settings)", variants, default=plain or variants)
+    models = mid.multiselect("Models (variants with changed settings are labelled with them)", variants,
+                             default=variants)
     view = view[view["variant"].isin(models)].drop(columns=["model"]).rename(columns={"variant": "model"})
     # Long form (run, segment, metric, k, value) of the chosen runs, with each run's model and seed.
     long = layout.metrics(ws).dropna(subset=["k", "value"]).merge(view[["run", "model", "seed"]], on="run")
@@ -49,10 +68,13 @@ with layout.readable_errors("Comparing the runs"):
     chosen_metric = long[(long["name"] == metric) & long["segment"].isin(segments)]
     bars = chosen_metric.groupby(["segment", "model"], as_index=False).agg(
         mean=("value", "mean"), std=("value", "std"), seeds=("seed", "nunique"))
-    fig = px.bar(bars, x="segment", y="mean", color="model", barmode="group", error_y=bars["std"].fillna(0),
+    spread = bars["std"].where(bars["seeds"] >= 2)  # one seed has no spread to draw
+    fig = px.bar(bars, x="segment", y="mean", color="model", barmode="group", error_y=spread,
                  hover_data={"seeds": True, "std": ":.4f", "mean": ":.4f"}, color_discrete_sequence=layout.PALETTE,
                  category_orders={"segment": segments, "model": models},
-                 title=f"{metric} per segment (mean over seeds; error bars: std over seeds)")
+                 title=f"{metric} per segment (mean over seeds"
+                       + ("; error bars: std over seeds, where a model has two or more)" if spread.notna().any()
+                          else "; one seed each, so no error bars)"))
     st.plotly_chart(layout.style(fig, "segment", f"{metric} (0–1)"), width="stretch")
 
     left, right = st.columns(2)
@@ -117,10 +139,19 @@ with layout.readable_errors("Comparing the runs"):
         right.info("No other run on exactly this scenario (same seed and cold fraction) to test against.")
     else:
         b = layout.pick_run(same, "Reference run", right, key="run-b")
-        result = layout.compare(ws, a, b, metric)
-        rows = [{"segment": seg, "users": r["n"], f"{metric} run": r["mean_a"], f"{metric} reference": r["mean_b"],
+        paired = metric
+        if metric.split("@")[0] in api.SET_METRICS:
+            paired = "ndcg@10"
+            st.caption(f"{metric} describes the whole set of lists, not one user's, so the paired test uses {paired}.")
+        result = layout.compare(ws, a, b, paired)
+        name_a, name_b = (layout.short_label(view[view["run"] == r].iloc[0]) for r in (a, b))
+        st.markdown(verdict(result["segments"], paired, name_a, name_b))
+        rows = [{"segment": seg, "users": r["n"], f"{paired} run": r["mean_a"], f"{paired} reference": r["mean_b"],
                  "ratio": r["mean_a"] / r["mean_b"] if r["mean_b"] else None, "p-value": r["p_value"],
-                 "significant (p < 0.05)": "yes" if r["p_value"] < 0.05 else "no"}
+                 "verdict": winner(r, "run", "reference"), "run better for": r["a_better"],
+                 "reference better for": r["b_better"]}
                 for seg, r in result["segments"].items()]
+        share = st.column_config.NumberColumn(format="percent", help="share of the segment's users")
         layout.table(rows, hide_index=True, width="stretch",
-                     column_config={"p-value": st.column_config.NumberColumn(format="%.2e")})
+                     column_config={"p-value": st.column_config.NumberColumn(format="%.2e"),
+                                    "run better for": share, "reference better for": share})

@@ -17,7 +17,7 @@ SHOWN = 15  # features per chart, by absolute attribution
 
 def attribution_chart(features: pd.DataFrame, method: str, title: str) -> go.Figure:
     top = features.reindex(features[method].abs().sort_values(ascending=False).index).head(SHOWN)[::-1]
-    labels = [label if len(label) <= 60 else label[:57] + "..." for label in top["label"]]
+    labels = layout.distinct([label if len(label) <= 60 else label[:57] + "..." for label in top["label"]])
     fig = go.Figure(go.Bar(x=top[method], y=labels, orientation="h", hovertext=top["label"],
                            marker_color=["#2f9e44" if v > 0 else "#c2255c" for v in top[method]]))
     return layout.style(fig, "contribution to the score (model score units)", None, 120 + 28 * len(top)) \
@@ -99,8 +99,12 @@ with layout.readable_errors("Explaining"):
     item = recs["recommendations"][options.index(chosen)]["item_id"]
     result = layout.explanation(ws, run_id, user, item)
 
+    st.info(result["summary"], icon=":material/lightbulb:")
     cols = st.columns(5)
-    cols[0].metric("Model score", f"{result['score']:.3f}", help=f"with every feature removed: {result['base_value']:.3f}")
+    cols[0].metric("Rank", f"{result['rank']:,} of {result['candidates']:,}",
+                   help=f"among the {recs['recommendations'][0]['domain']} items the user does not know yet; the "
+                        f"model's score is {result['score']:.3f}, and {result['base_value']:.3f} with every feature "
+                        f"removed")
     cols[1].metric("SHAP additivity error", f"{result['shap']['additivity_error']:.1e}",
                    help="|base + sum of SHAP values − score|: 0 means the attributions add up exactly")
     cols[2].metric("LIME fit R²", f"{result['lime']['score']:.3f}",
@@ -124,4 +128,10 @@ with layout.readable_errors("Explaining"):
                               f"{d['top_drop']:.3f} (3 random features: {d['random_drop']:.3f})"
                               for m, d in deletion.items()))
     with st.expander("All features"):
-        layout.table(features[["label", "kind", "shap", "lime"]], hide_index=True, width="stretch")
+        layout.table(features[["label", "kind", "shap", "lime", "methods_disagree"]], hide_index=True, width="stretch",
+                     column_config={"methods_disagree": st.column_config.CheckboxColumn(
+                         "signs differ", help="SHAP and LIME give the feature opposite signs: read it with care")})
+    disagree = features.loc[features["methods_disagree"], "label"].tolist()
+    if disagree:
+        st.caption(f"⚠️ SHAP and LIME disagree on the sign of {len(disagree)} feature(s): "
+                   + "; ".join(disagree[:5]) + (" ..." if len(disagree) > 5 else ""))

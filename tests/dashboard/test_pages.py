@@ -67,7 +67,8 @@ def test_every_page_renders_on_a_populated_workspace(page, trained_workspace, mo
         assert len(charts) == 2 and at.metric[2].value == "120 / 120"  # items and users maps
     elif page == "explain":
         assert len(charts) == 2  # SHAP and LIME
-        assert at.metric[0].label == "Model score" and "Deletion check" in [m.label for m in at.metric]
+        assert at.metric[0].label == "Rank" and "Deletion check" in [m.label for m in at.metric]
+        assert " ranks " in at.info[0].value and "credits mostly" in at.info[0].value
     assert "Traceback" not in shown(at)
 
 
@@ -86,6 +87,10 @@ def test_compare_offers_the_bucket_segments(trained_workspace, monkeypatch):
         groups = at.segmented_control(key="segment-group")
     significance = at.dataframe[-1].value
     assert {"all", "warm", "cold", "new+tail", "users 3-5"} <= set(significance["segment"])
+    warm = significance.set_index("segment").loc["warm"]
+    said = next(m.value for m in at.markdown if m.value.startswith("On warm users"))
+    assert f"{warm['ndcg@10 run']:.4f}" in said and warm["verdict"].split(", ")[-1] in said  # the same ratio
+    assert 0 <= warm["run better for"] + warm["reference better for"] <= 1
 
 
 def test_a_run_is_named_tagged_and_noted_from_the_compare_page(pop_run):
@@ -112,6 +117,12 @@ def test_every_users_recommendations_download_from_the_explain_page(trained_work
     assert not at.exception and not at.error, [e.value for e in at.error]
     download = at.get("download_button")[0].proto
     assert download.label.startswith("Download ") and "recommendations of 240 users" in download.label
+
+
+def test_chart_labels_never_merge_two_features():
+    from dashboard import layout
+    assert layout.distinct(["pens (office)", "categories: a > ...", "categories: a > ..."]) == [
+        "pens (office)", "categories: a > ...", "categories: a > ... (2)"]
 
 
 def upload(at: AppTest, name: str, files: dict) -> AppTest:

@@ -75,3 +75,14 @@ def test_paired_test_detects_a_consistent_difference():
     same = metrics.paired_test(a, a)
     assert better["p_value"] < 1e-6 and better["mean_diff"] == pytest.approx(0.1)
     assert same["p_value"] == 1.0
+
+
+def test_gini_of_recommendation_counts():
+    assert metrics.gini(np.array([[0, 1], [2, 3]]), 4) == pytest.approx(0.0)  # every item equally often
+    assert metrics.gini(np.array([[0, 0], [0, 0]]), 4) == pytest.approx(0.75)  # one item of four: (n - 1) / n
+    assert metrics.gini(np.array([[0, 1], [0, 2]]), 4) > metrics.gini(np.array([[0, 1], [2, 3]]), 4)
+
+
+def test_a_paired_test_says_how_often_each_run_is_better():
+    result = metrics.paired_test(np.array([1.0, 0.0, 0.5, 0.5]), np.array([0.0, 1.0, 0.2, 0.5]))
+    assert (result["a_better"], result["b_better"]) == (0.5, 0.25)  # the fourth case is a tie

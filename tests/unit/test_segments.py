@@ -140,3 +140,17 @@ def test_bench_tables_show_each_bucket_and_a_dash_for_runs_stored_before_buckets
     assert f"| {knn['metrics']['new+tail']['ndcg@10']:.4f} |" in new
     assert stored_before == "| pop | 0 | — | — | — | — | — |"
     assert "### src -> tgt: hr@10 per user-activity bucket" in lines
+
+
+def test_the_long_tail_share_counts_the_new_and_tail_items_of_each_list(tiny):
+    """A list of the new item, the tail item and a head item is 2/3 long tail; the segment value is the cases' mean."""
+    index = {i: n for n, i in enumerate(tiny.items["item_id"][: tiny.n_target])}
+    lists = [index["new_item"], index["tail_item"], index["head_item"]]
+    top = np.array([lists + [i for i in range(evaluate.TOP + 3) if i not in lists][: evaluate.TOP - 3]
+                    for _ in range(len(tiny.test))])
+    ev = evaluate.evaluate_top(tiny, tiny.test, top)
+    rare = evaluate.target_interactions(tiny) < evaluate.ITEM_BUCKETS[1]
+    expected = rare[top[:, :10]].mean(1)
+    assert np.allclose(ev.per_case["long_tail@10"], expected) and expected[0] >= 2 / 10
+    assert ev.summary["all"]["long_tail@10"] == pytest.approx(expected.mean(), abs=1e-6)
+    assert 0 <= ev.summary["all"]["gini@10"] <= 1
