@@ -73,7 +73,8 @@ def summary(title: str, target: str, rank: int, candidates: int, labels: list[st
     text += "."
     if counter:
         removed = [labels[p] for p in counter["positions"]]
-        text += (f" Without {_listed(removed)} in the history it would drop to rank {counter['rank_after']:,}, out "
+        named = removed if len(removed) <= NAMED else removed[:NAMED] + [f"{len(removed) - NAMED} more history items"]
+        text += (f" Without {_listed(named)} in the history it would drop to rank {counter['rank_after']:,}, out "
                  f"of the top {counter['k']}.")
     return text
 

@@ -2,9 +2,9 @@
 
 Written into the run folder:
 - map_items.parquet: item_id, domain, title, category, brand, x, y. A 2-D UMAP projection (cosine) of the item
-  vectors of every domain the model embeds; `category` is the first level of the item's category path below the
-  leading levels (almost) every item of its domain shares (the domain's root says nothing a colour by domain
-  doesn't).
+  vectors of every domain the model embeds; `category` is the item's (first) category path, levels joined by " > ",
+  below the leading levels (almost) every item of its domain shares (the domain's root says nothing a colour by
+  domain doesn't).
 - map_users.parquet: user_id, segment (warm / cold), x, y. The test users' target-domain vectors, projected in the
   same UMAP fit as the items, so users sit among the items they would be recommended.
 - neighbours.parquet: item_id, domain, rank, neighbour_id, neighbour_domain, similarity. Each item's 10 nearest
@@ -97,7 +97,7 @@ def item_table(sc, n: int) -> pd.DataFrame:
 
 
 def _category(items: pd.DataFrame) -> pd.Series:
-    """The first level of each item's category path below the leading levels its domain's items share."""
+    """Each item's first category path below the leading levels its domain's items share, as "a > b > c"."""
     columns = kg.attribute_columns(items)
     named = [c for c in columns if "categor" in c.lower()]
     hierarchical = [c for c in columns if items[c].astype(str).str.contains(">").any()]
@@ -107,7 +107,7 @@ def _category(items: pd.DataFrame) -> pd.Series:
     out = pd.Series("", index=items.index)
     for _, values in items[column].groupby(items["domain"]):
         kept = text.without_shared_levels(values.astype(str))  # the rule item texts follow too
-        out[values.index] = kept.str.split("|").str[0].str.split(r"\s*>\s*", regex=True).str[0]
+        out[values.index] = kept.str.split("|").str[0].str.split(r"\s*>\s*", regex=True).str.join(" > ")
     return out.str.strip()
 
 

@@ -34,21 +34,30 @@ with layout.readable_errors("Reading the maps"):
     data = layout.maps(ws, run_id)
     items, users, summary = data["items"], data["users"], data["summary"]
 
-    cols = st.columns(4)
-    cols[0].metric("Cross-domain neighbours", f"{100 * summary['alignment']:.2f} %",
-                   help=f"mean share of an item's {summary['k']} nearest neighbours (cosine) that come from another "
-                        f"domain")
-    cols[1].metric("If fully mixed", f"{100 * summary['expected_mixed']:.2f} %")
-    cols[2].metric("Items mapped", f"{summary['items_mapped']:,} / {summary['items']:,}")
-    cols[3].metric("Users mapped", f"{summary['users_mapped']:,}")
+    cross_domain = items["domain"].nunique() > 1  # a model of the target items alone has no alignment to show
+    cols = st.columns(4 if cross_domain else 2)
+    if cross_domain:
+        cols[-4].metric("Cross-domain neighbours", f"{100 * summary['alignment']:.2f} %",
+                        help=f"mean share of an item's {summary['k']} nearest neighbours (cosine) that come from "
+                             f"another domain")
+        cols[-3].metric("If fully mixed", f"{100 * summary['expected_mixed']:.2f} %")
+    cols[-2].metric("Items mapped", f"{summary['items_mapped']:,} / {summary['items']:,}")
+    cols[-1].metric("Users mapped", f"{summary['users_mapped']:,}")
     per_domain = summary.get("per_domain", {})
-    if per_domain:
+    if per_domain and cross_domain:
         st.caption(" · ".join(f"{d}: {100 * v['alignment']:.2f} % cross-domain "
                               f"(mixed: {100 * v['expected_mixed']:.2f} %)" for d, v in per_domain.items()))
 
     left, right = st.columns([1, 2])
-    colour_by = left.segmented_control("Colour items by", ["domain", "category", "brand"], default="domain")
+    filled = [c for c in ("category", "brand") if c in items and items[c].fillna("").ne("").any()]
+    colour_by = left.segmented_control("Colour items by", ["domain", *filled], default="domain",
+                                       help="only the attributes this run's items have")
     colour_by = colour_by or "domain"
+    level = None
+    if colour_by == "category":
+        depth = int(items["category"].fillna("").str.count(" > ").max()) + 1
+        level = left.slider("Category level", 1, depth, 1, help="1: the top of each category path") \
+            if depth > 1 else 1
     query = right.text_input("Find an item (title or id)", placeholder="e.g. stapler")
     picked = None
     if query:
@@ -66,7 +75,10 @@ with layout.readable_errors("Reading the maps"):
     if len(items) > DRAWN and not st.toggle(f"Draw all {len(items):,} mapped items (slower)", key="all-items"):
         shown = items.sample(DRAWN, random_state=0)  # the searched item is drawn on top in any case
     shown = shown.copy()
-    values = shown[colour_by].fillna("").replace("", "(none)")
+    values = shown[colour_by].fillna("")
+    if level:
+        values = values.str.split(" > ").str[:level].str.join(" > ")
+    values = values.replace("", "(none)")
     frequent = values.value_counts().index[:TOP_COLOURS]
     shown["colour"] = values.where(values.isin(frequent), "other")
     fig = px.scatter(shown, x="x", y="y", color="colour", render_mode="webgl", opacity=0.55,

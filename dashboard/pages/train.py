@@ -40,6 +40,7 @@ def launch(sources, target, model, seeds, cold, epochs, settings, baselines: boo
                   f"{', '.join(extra)}." if extra else ""))
 
 
+datasets = []
 with layout.readable_errors("Reading the datasets"):
     datasets = layout.datasets(ws)
 names = [d["name"] for d in datasets]

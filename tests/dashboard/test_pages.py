@@ -65,6 +65,7 @@ def test_every_page_renders_on_a_populated_workspace(page, trained_workspace, mo
         assert len(charts) == 2 and "Paired significance" in [h.value for h in at.subheader]
     elif page == "embeddings":
         assert len(charts) == 2 and at.metric[2].value == "120 / 120"  # items and users maps
+        assert at.segmented_control[0].options == ["domain", "category"]  # these items have no brand
     elif page == "explain":
         assert len(charts) == 2  # SHAP and LIME
         assert at.metric[0].label == "Rank" and "Deletion check" in [m.label for m in at.metric]

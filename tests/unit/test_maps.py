@@ -83,3 +83,12 @@ def test_map_command_refuses_a_model_without_item_vectors(tmp_path, domain_files
     assert main(["map", run, "--workspace", str(ws)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no item vectors" in err and "Traceback" not in err
+
+
+def test_an_items_category_keeps_its_levels_below_the_shared_root():
+    """The map stores whole paths (the Embeddings page colours by the level an analyst picks), first path only."""
+    items = pd.DataFrame({"item_id": list("abcd"), "title": list("abcd"), "domain": "office",
+                          "category": ["office > pens > gel", "office > pens > ball|office > ink", "office > paper",
+                                       "office > paper > a4"]})
+    assert maps._category(items).tolist() == [
+        "pens > gel", "pens > ball", "paper", "paper > a4"]
