@@ -7,6 +7,7 @@ module never writes anything, so a rejected dataset has no side effects.
 from __future__ import annotations
 
 import codecs
+import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from .kg import attribute_columns
 
 try:  # jemalloc hands an upload's freed buffers back to the system; mimalloc (Arrow's default) keeps them
     pa.set_memory_pool(pa.jemalloc_memory_pool())
@@ -39,6 +42,7 @@ TIMESTAMP_FIX = "use epoch seconds or ISO-8601 like 2024-01-31T12:00:00, the sam
 TEXT = "string[pyarrow]"  # how uploaded text is held while it is checked
 BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 BLOCK = 1 << 24  # bytes read at a time while an upload's encoding is checked
+HTML_ENTITY = r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});"
 TIMESTAMP_LIMIT = 1e16  # |t| beyond this is no time: epoch microseconds reach it only in the year 2286
 
 
@@ -366,6 +370,11 @@ def _read_items(path, problems: list[Problem], warnings: list[str]) -> pd.DataFr
         df["description"] = ""
     front = ["item_id", "title", "description"]
     df = df[front + [c for c in df.columns if c not in front]]
+    _unescape_html(df, [c for c in df.columns if c != "item_id"], name, warnings)
+    if not attribute_columns(df):
+        warnings.append(f"{name} has no attribute columns (category, brand, ...) besides the title: this domain's "
+                        f"items get no knowledge-graph entities, so models read their text alone (add attribute "
+                        f"columns, or a .kg file of triples, to give them some)")
     repeated = df["item_id"].duplicated(keep=False) & (df["item_id"] != "")
     if not repeated.any():
         return df
@@ -380,6 +389,22 @@ def _read_items(path, problems: list[Problem], warnings: list[str]) -> pd.DataFr
     warnings.append(f"{name}: kept the first of each repeated item_id with the same title "
                     f"({int(dropped.sum())} row(s) dropped)")
     return df[~dropped].reset_index(drop=True)
+
+
+def _unescape_html(df: pd.DataFrame, columns: list[str], name: str, warnings: list[str]) -> None:
+    """Text with HTML entities (scraped catalogues: 'Black &amp; Decker') unescaped in place, with a warning."""
+    changed, example = 0, None
+    for c in columns:
+        marked = df[c][df[c].str.contains(HTML_ENTITY, regex=True)]
+        plain = marked.map(html.unescape)
+        real = plain != marked  # '&foo;' is no entity and stays
+        if real.any():
+            example = example or marked[real].iloc[0]
+            df.loc[real.index[real], c] = plain[real]
+            changed += int(real.sum())
+    if changed:
+        warnings.append(f"{name}: {changed} value(s) held HTML entities (e.g. {example[:60]!r}); they were "
+                        f"unescaped, so '&amp;' reads '&'")
 
 
 def _read_kg(path, problems: list[Problem], warnings: list[str]) -> pd.DataFrame | None:

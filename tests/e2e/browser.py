@@ -102,5 +102,6 @@ def shot(page, name: str) -> Path:
 def plot_points(page, key: str) -> int:
     """Points (or bars) drawn by the Plotly chart with this widget key, all traces, as plotly.js counted them."""
     return page.evaluate(f"""() => {{
-        const plot = document.querySelector('.st-key-{key} .js-plotly-plot');
+        const plots = [...document.querySelectorAll('.st-key-{key} .js-plotly-plot')];
+        const plot = plots.find(p => p.offsetParent !== null) || plots[0];  // a redrawn chart's hidden twin aside
         return plot && plot._fullData ? plot._fullData.reduce((n, t) => n + (t._length || 0), 0) : 0; }}""")

@@ -105,7 +105,8 @@ def walk_through(base: str, workspace: Path, page, files) -> dict:
     page.get_by_role("button", name="Launch training").click()
     page.get_by_text("Started 1 job(s)").wait_for()
     job = next(j["id"] for j in api.jobs(workspace) if j["spec"]["model"] == "lmkg")
-    page.locator(f".st-key-curves-{job} .js-plotly-plot").wait_for(timeout=TRAINING_LIMIT * 1000)
+    # the jobs fragment redraws every 2 s: for a moment the old chart (hidden) and the new one are both there
+    page.locator(f".st-key-curves-{job} .js-plotly-plot:visible").first.wait_for(timeout=TRAINING_LIMIT * 1000)
     page.get_by_text("done", exact=True).first.wait_for(timeout=TRAINING_LIMIT * 1000)
     settled(page)
     assert plot_points(page, f"curves-{job}") >= 2  # loss and validation, at least one epoch each

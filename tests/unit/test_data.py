@@ -344,3 +344,21 @@ def test_exact_duplicate_rows_dropped_keeping_the_first(tmp_path):
     assert dd.interactions[["user_id", "timestamp", "note"]].values.tolist() == [
         ["u1", 1.0, "x"], ["u1", 1.0, "y"], ["u2", 1.0, "x"], ["u1", 2.0, "x"]]
     assert any("dropped 2 exact duplicate" in w for w in dd.warnings)
+
+
+def test_html_entities_in_item_text_are_unescaped_with_a_warning(tmp_path):
+    inter = write(tmp_path, "i.csv", "user_id,item_id\nu1,a\nu1,b\n")
+    items = write(tmp_path, "items.csv", "item_id,title,brand\na,Black &amp; Decker drill,B&amp;D\n"
+                                         "b,AT&T phone &foo; &#233;t&eacute;,AT&T\n")
+    dd = read_domain("d", inter, items)
+    assert dd.items["title"].tolist() == ["Black & Decker drill", "AT&T phone &foo; été"]
+    assert dd.items["brand"].tolist() == ["B&D", "AT&T"]
+    assert any("3 value(s) held HTML entities" in w for w in dd.warnings)
+
+
+def test_items_with_titles_only_are_told_their_knowledge_graph_is_empty(tmp_path):
+    inter = write(tmp_path, "i.csv", "user_id,item_id\nu1,a\n")
+    titles = write(tmp_path, "t.csv", "item_id,title\na,a pen\n")
+    assert any("no attribute columns" in w for w in read_domain("d", inter, titles).warnings)
+    attributed = write(tmp_path, "a.csv", "item_id,title,category\na,a pen,office > pens\n")
+    assert not any("no attribute columns" in w for w in read_domain("d", inter, attributed).warnings)
