@@ -13,12 +13,18 @@ PAGES = ["overview", "datasets", "train", "compare", "embeddings", "explain"]
 
 
 @pytest.fixture
-def pop_run(tmp_path, monkeypatch, domain_files):
-    """A workspace (the app's) with the generated domains and one pop run on src -> tgt: (folder, run)."""
+def app_workspace(tmp_path, monkeypatch, domain_files):
+    """The app's workspace, a fresh folder holding the generated domains."""
     monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
     for name, (inter, items) in domain_files.items():
         api.ingest(name, inter, items, workspace=tmp_path)
-    return tmp_path, api.train("src", "tgt", "pop", workspace=tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def pop_run(app_workspace):
+    """The app's workspace with one pop run on src -> tgt: (folder, run)."""
+    return app_workspace, api.train("src", "tgt", "pop", workspace=app_workspace)
 
 
 def open_page(page: str) -> AppTest:
@@ -155,11 +161,8 @@ def test_upload_stores_a_valid_domain_and_refuses_an_invalid_one_with_a_problem_
     assert [d["name"] for d in api.datasets(tmp_path)] == ["books"]
 
 
-def test_launching_from_the_train_page_starts_a_job_per_seed_and_the_missing_baseline(tmp_path, monkeypatch,
-                                                                                      domain_files):
-    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
-    for name, (inter, items) in domain_files.items():
-        api.ingest(name, inter, items, workspace=tmp_path)
+def test_launching_from_the_train_page_starts_a_job_per_seed_and_the_missing_baseline(app_workspace):
+    tmp_path = app_workspace
     at = open_page("train")
     assert [m.value for m in at.metric][:3] == ["240", str(api.scenario_preview(["src"], "tgt", 0, 0.2, tmp_path)
                                                           ["warm_test_users"]), "24"]
@@ -179,10 +182,8 @@ def test_launching_from_the_train_page_starts_a_job_per_seed_and_the_missing_bas
     assert not api.missing_baselines(api.TrainRequest(["src"], "tgt", "lmkg", seed=1), tmp_path)
 
 
-def test_a_pair_that_shares_no_user_cannot_be_launched(tmp_path, monkeypatch, domain_files, domains):
-    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
-    for name, (inter, items) in domain_files.items():
-        api.ingest(name, inter, items, workspace=tmp_path)
+def test_a_pair_that_shares_no_user_cannot_be_launched(app_workspace, domains):
+    tmp_path = app_workspace
     inter, items = domains["tgt"]
     inter.assign(user_id="stranger-" + inter["user_id"]).to_csv(tmp_path / "apart.csv", index=False)
     items.to_csv(tmp_path / "apart_items.csv", index=False)
@@ -195,11 +196,8 @@ def test_a_pair_that_shares_no_user_cannot_be_launched(tmp_path, monkeypatch, do
     assert api.jobs(tmp_path) == []
 
 
-def test_a_model_whose_settings_are_chosen_on_validation_launches_with_its_defaults(tmp_path, monkeypatch,
-                                                                                    domain_files):
-    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
-    for name, (inter, items) in domain_files.items():
-        api.ingest(name, inter, items, workspace=tmp_path)
+def test_a_model_whose_settings_are_chosen_on_validation_launches_with_its_defaults(app_workspace):
+    tmp_path = app_workspace
     at = open_page("train")
     at = at.selectbox[1].select("content").run()
     assert at.number_input(key="content-power").value is None  # empty, "chosen on validation"
@@ -211,12 +209,9 @@ def test_a_model_whose_settings_are_chosen_on_validation_launches_with_its_defau
         api.cancel_job(job["id"], tmp_path)
 
 
-def test_every_setting_of_every_model_has_help_shown_on_the_train_page(tmp_path, monkeypatch, domain_files):
+def test_every_setting_of_every_model_has_help_shown_on_the_train_page(app_workspace):
     missing = [f"{m}.{k}" for m, entry in api.models().items() for k, text in entry["help"].items() if not text]
     assert not missing
-    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(tmp_path))
-    for name, (inter, items) in domain_files.items():
-        api.ingest(name, inter, items, workspace=tmp_path)
     at = open_page("train")
     assert at.number_input(key="lmkg-temperature").help == api.models()["lmkg"]["help"]["temperature"]
 
