@@ -34,8 +34,8 @@ from .store import JOB_ACTIVE, Store, open_workspace, pid_alive
 REPO = Path(__file__).resolve().parent.parent
 REPORT_EVERY = 1.0  # seconds between progress writes (epoch ends are always written)
 QUEUE_POLL = 1.0    # seconds between a waiting job's looks for a free slot
-POSITION_KEYS = ("texts", "users", "cases")
-BASELINES = ("pop", "itemknn")  # the runs every scenario is compared against  # progress keys that say how far into a stage, not a result
+POSITION_KEYS = ("texts", "users", "cases")  # progress keys that say how far into a stage, not a result
+BASELINES = ("pop", "itemknn")  # the runs every scenario is compared against
 
 
 def max_jobs() -> int:
@@ -68,9 +68,10 @@ def missing_baselines(request: TrainRequest, workspace=None) -> list[str]:
     store = open_workspace(workspace)
     spec, _ = request.check(store)
     have = {r["model"] for r in store.runs() if r["scenario"] == spec and r["status"] in ("done", "running")}
-    scenario = lambda r: (sorted(r.source), r.target, r.seed, r.cold_fraction)  # noqa: E731
-    have |= {j["spec"]["model"] for j in jobs(store) if j["status"] in JOB_ACTIVE and j["spec"].get("kind") == "train"
-             and scenario(TrainRequest.from_dict(j["spec"])) == scenario(request)}
+    same = (sorted(request.source), request.target, request.seed, request.cold_fraction)
+    waiting = [TrainRequest.from_dict(j["spec"]) for j in jobs(store)
+               if j["status"] in JOB_ACTIVE and j["spec"].get("kind") == "train"]
+    have |= {r.model for r in waiting if (sorted(r.source), r.target, r.seed, r.cold_fraction) == same}
     return [m for m in BASELINES if m not in have and m != request.model]
 
 
