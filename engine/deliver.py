@@ -158,12 +158,9 @@ def _reasons(sc: Scenario, model, users: torch.Tensor, history: torch.Tensor, it
     """Per recommendation, the history item (of each row's REASON_ITEMS most recent) whose removal lowers its score
     most, re-scored with the model; '' where no removal lowers it."""
     lengths = (history >= 0).sum(1)
-    rows, positions = [], []
-    for r, length in enumerate(lengths.tolist()):
-        for p in range(max(length - REASON_ITEMS, 0), length):
-            rows.append(r)
-            positions.append(p)
-    rows, positions = torch.tensor(rows, dtype=torch.long), torch.tensor(positions, dtype=torch.long)
+    first = (lengths - REASON_ITEMS).clamp(min=0)  # left-aligned histories: the most recent items are the last
+    rows = torch.repeat_interleave(torch.arange(len(history)), lengths - first)
+    positions = first[rows] + torch.arange(len(rows)) - (torch.cumsum(lengths - first, 0) - (lengths - first))[rows]
     drop = torch.full(items.shape + (history.shape[1],), -torch.inf)
     for chunk in torch.arange(len(rows)).split(PERTURBED_ROWS):
         r, p = rows[chunk], positions[chunk]

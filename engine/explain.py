@@ -175,7 +175,7 @@ class Explainer:
         method, values = attribution
         rank, candidates = words.rank_of(self.model, pair.user, pair.history, pair.exclude, pair.item)
         counter = words.counterfactual(self.model, pair.user, pair.history, pair.exclude, pair.item,
-                                       values[: pair.n_history])
+                                       values[: pair.n_history], rank)
         if counter:
             counter["removed"] = [pair.labels[p] for p in counter["positions"]]
         kinds = [f["kind"] for f in pair.features]

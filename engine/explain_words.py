@@ -25,12 +25,12 @@ def rank_of(model, user: int, history: np.ndarray, exclude: np.ndarray, item: in
 
 
 def counterfactual(model, user: int, history: np.ndarray, exclude: np.ndarray, item: int, attribution: np.ndarray,
-                   k: int = TOP_K) -> dict | None:
+                   rank: int, k: int = TOP_K) -> dict | None:
     """The history positions to remove so that the item falls out of the top k: removed in order of attribution
     (largest first) until it does, then each one put back if the item stays out without its removal (so no removed
     item is needless); the final set re-scored. None when the item is not in the top k, or stays there with every
-    history item that pushes it up removed."""
-    if rank_of(model, user, history, exclude, item)[0] > k:
+    history item that pushes it up removed. `rank` is the item's rank with the whole history (rank_of)."""
+    if rank > k:
         return None
     order = [int(p) for p in np.argsort(-attribution, kind="stable") if attribution[p] > 0]
     out = lambda removed: rank_of(model, user, np.delete(history, removed), exclude, item)[0] > k  # noqa: E731
