@@ -19,7 +19,7 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m engine setup --background
-	$(PY) -m streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT)
+	$(PY) -m dashboard --server.address $(HOST) --server.port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

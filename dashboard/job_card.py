@@ -2,6 +2,8 @@
 Shown by Overview (compact) and Train (full); both poll with st.fragment, so the page updates by itself."""
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
@@ -15,7 +17,8 @@ ICONS = {"starting": ":material/hourglass_top:", "running": ":material/hourglass
 
 def title(job: dict) -> str:
     spec = job["spec"]
-    what = f"embedding maps of {spec.get('model')} run" if spec.get("kind") == "map" else spec.get("model", "?")
+    what = {"map": f"embedding maps of {spec.get('model')} run", "tune": f"tuning {spec.get('model')}"}.get(
+        spec.get("kind"), spec.get("model", "?"))
     return (f"{ICONS.get(job['status'], '')} {what} · "
             f"{layout.direction(','.join(spec.get('source', [])), spec.get('target', '?'))} · seed {spec.get('seed')}")
 
@@ -53,7 +56,7 @@ def curve_figure(curves) -> go.Figure:
         for col, column in ((1, "loss"), (2, "valid_ndcg@10")):
             fig.add_trace(go.Scatter(x=part["epoch"], y=part[column], mode="lines+markers", name=stage,
                                      line=dict(color=colour), showlegend=col == 1), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
+    fig.update_xaxes(title_text="epoch", tick0=1, dtick=max(1, math.ceil(curves["epoch"].max() / 10)))  # whole
     fig.update_yaxes(title_text="loss (sampled softmax / BPR)", row=1, col=1)
     fig.update_yaxes(title_text="NDCG@10", row=1, col=2)
     return layout.style(fig, height=300)

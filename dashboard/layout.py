@@ -112,13 +112,15 @@ def runs(ws: str) -> pd.DataFrame:
 
 
 def done_runs(ws: str, models=None) -> pd.DataFrame:
-    """Finished runs (of some models): those at their model's default settings first, newest first."""
+    """Finished runs (of some models) in the order pickers offer them: the baselines launched beside a model last,
+    runs at their model's default settings before variants, newest first."""
     table = runs(ws)
     if table.empty:
         return table
     table = table[(table["status"] == "done") & (table["model"].isin(models) if models else True)]
-    return table.assign(changed=table["variant"] != table["model"]).sort_values(
-        ["changed", "created"], ascending=[True, False]).drop(columns="changed")
+    return table.assign(baseline=table["model"].isin(api.BASELINES), changed=table["variant"] != table["model"]) \
+        .sort_values(["baseline", "changed", "created"], ascending=[True, True, False]) \
+        .drop(columns=["baseline", "changed"])
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -131,6 +133,11 @@ def shared_users(ws: str, versions: tuple) -> pd.DataFrame:
     return api.shared_users(ws)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def domain_overlap(ws: str, versions: tuple) -> pd.DataFrame:
+    return api.domain_overlap(ws)
+
+
 @st.cache_data(max_entries=32, show_spinner="Splitting the scenario ...")
 def scenario_preview(ws: str, sources: tuple, target: str, seed: int, cold: float, versions: tuple) -> dict:
     return api.scenario_preview(list(sources), target, seed, cold, ws)
@@ -141,6 +148,11 @@ def busiest_pair(names: list[str], shared: pd.DataFrame) -> tuple[str, str]:
     pairs = [(shared.loc[a, b], b, a) for i, a in enumerate(names) for b in names[i + 1:]]
     _, target, source = max(pairs, key=lambda p: p[0])  # the first of equals
     return target, source
+
+
+@st.cache_data(ttl=10, max_entries=64, show_spinner=False)
+def estimate(ws: str, request: api.TrainRequest) -> dict | None:
+    return api.estimate(request, ws)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

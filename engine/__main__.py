@@ -10,7 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import api, evaluate, jobs, runs
+from . import api, evaluate, jobs, runs, tune
 from .errors import CrossLensError
 from .models import MODELS
 from .request import TrainRequest
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--workspace", help="workspace folder (default ./workspace or $CROSSLENS_WORKSPACE)")
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p = argparse.ArgumentParser(prog="python -m engine", description="CrossLens cross-domain recommendation engine")
-    sub = p.add_subparsers(required=True, metavar="COMMAND")
+    sub = p.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     s = sub.add_parser("ingest", parents=[common], help="validate and store a domain dataset")
     s.add_argument("--domain", required=True)
@@ -95,6 +95,27 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--background", action="store_true", help="run as a background job; print its id and return")
     s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs: the request is the job's
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("tune", parents=[common], help="choose a model's settings on validation (Optuna), then "
+                                                     "evaluate the best once on test")
+    s.add_argument("--source", help="source domain(s), comma-separated (required)")
+    s.add_argument("--target", help="(required)")
+    s.add_argument("--model", choices=[m for m, c in MODELS.items() if c.search], help="(required)")
+    s.add_argument("--trials", type=int, default=20, help="at most this many trials (default 20)")
+    s.add_argument("--budget", type=float, metavar="MINUTES", help="start no trial after this many minutes")
+    s.add_argument("--segment", choices=tune.SEGMENTS, default="all",
+                   help="the validation users whose NDCG@10 is maximised (default all)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cold-fraction", type=float, default=0.2)
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a setting kept fixed, not tuned")
+    s.add_argument("--background", action="store_true", help="run as a background job; print its id and return")
+    s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs: the request is the job's
+    s.set_defaults(func=cmd_tune)
+
+    s = sub.add_parser("studies", parents=[common], help="list tuning studies, or one study's trials")
+    s.add_argument("study_id", nargs="?")
+    s.set_defaults(func=cmd_studies)
 
     s = sub.add_parser("delete-run", parents=[common], help="remove a finished, failed or cancelled run and its files")
     s.add_argument("run_id")
@@ -288,13 +309,58 @@ def cmd_train(args):
                        f"eval {record['eval_seconds']:.2f} s)\n" + metrics_table(record["metrics"]))
 
 
-def train_request(args) -> TrainRequest:
+def train_request(args, maps: bool | None = None) -> TrainRequest:
     missing = [f"--{name}" for name in ("source", "target", "model") if not getattr(args, name)]
     if missing:
-        raise CrossLensError(f"train needs {', '.join(missing)}, e.g. `python -m engine train --source arts "
-                             f"--target office --model lmkg`.")
+        raise CrossLensError(f"{args.command} needs {', '.join(missing)}, e.g. `python -m engine {args.command} "
+                             f"--source arts --target office --model lmkg`.")
     return TrainRequest(args.source, args.target, args.model, args.seed, args.cold_fraction, args.epochs,
-                        api.parse_settings(args.set, args.model), args.sampled, not args.no_maps)
+                        api.parse_settings(args.set, args.model), getattr(args, "sampled", None),
+                        not args.no_maps if maps is None else maps)
+
+
+def cmd_tune(args):
+    if args.job:
+        request = tune.TuneRequest.from_dict(jobs.spec_of(args.job, "tune", args.workspace))
+    else:
+        request = tune.TuneRequest(train_request(args, maps=False), args.trials, args.budget, args.segment)
+    if args.background:
+        job = jobs.start_tuning(request, args.workspace)
+        return emit(args, job, f"job {job['id']} started; `python -m engine jobs` shows its progress")
+    with jobs.reporting(args.job, args.workspace) as reporter:
+        bar = reporter or ProgressBar(f"tune {request.train.model}")
+        try:
+            record = tune.tune(request, args.workspace, progress=bar, on_run=reporter and reporter.attach)
+        finally:
+            if not reporter:
+                bar.close()
+    emit(args, record, study_text(record) + "\n\ntest run (the best trial's model, evaluated once):\n"
+         + metrics_table(api.run(record["test_run"], args.workspace)["metrics"]))
+
+
+def cmd_studies(args):
+    if args.study_id:
+        record = tune.read_study(args.study_id, args.workspace)
+        return emit(args, record, study_text(record))
+    rows = tune.studies(args.workspace)
+    emit(args, rows, table([[s["id"], s["request"]["model"],
+                             ",".join(s["request"]["source"]) + "->" + s["request"]["target"], s["status"],
+                             len(s["trials"]), (s["best"] or {}).get("value"), s["defaults_value"], s["test_run"]]
+                            for s in rows], ["study", "model", "scenario", "status", "trials", "best valid ndcg@10",
+                                             "defaults", "test run"]))
+
+
+def study_text(record: dict) -> str:
+    """A study's trials (validation NDCG@10 of the segment it maximises), its best and the defaults' figure."""
+    rows = [[t["number"], t["state"], t["value"], f"{t['seconds'] or 0:.1f}", t["run"],
+             ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())]
+            for t in record["trials"]]
+    head = f"study {record['id']} ({record['status']}): {record['message']}"
+    best = record["best"]
+    if best and record["defaults_value"] is not None:
+        head += (f"\nvalidation NDCG@10 ({record['request']['segment']} users): best {best['value']:.4f} "
+                 f"(trial {best['number']}) against {record['defaults_value']:.4f} with the defaults (trial 1)")
+    return head + "\n" + table(rows, ["trial", "state", "valid ndcg@10", "seconds", "run", "settings"])
 
 
 def metrics_table(metrics: dict, names=HEADLINE) -> str:
@@ -333,6 +399,8 @@ def cmd_show(args):
     head = (f"run {r['id']}: {r['model']} on {','.join(r['scenario']['source'])} -> {r['scenario']['target']} "
             f"(seed {r['scenario']['seed']}, cold fraction {r['scenario']['cold_fraction']}), {r['status']}")
     head += f"\n{labels(r)}" if labels(r) else ""
+    if r["status"] == "trial":  # a tuning trial: validation figures only
+        return emit(args, r, head + "\n" + metrics_table(r["metrics"]))
     emit(args, r, head + "\n" + (segment_tables(r["metrics"]) if r["metrics"] else (r["error"] or "")))
 
 
@@ -407,10 +475,11 @@ def cmd_peer(args):
 
 def cmd_jobs(args):
     rows = jobs.jobs(args.workspace)
-    emit(args, rows, table([[j["id"], j["status"], f"{100 * j['progress']:.0f}%", j["spec"].get("model", ""),
+    emit(args, rows, table([[j["id"], j["status"], f"{100 * j['progress']:.0f}%", j["spec"].get("kind", "train"),
+                             j["spec"].get("model", ""),
                              f"{','.join(j['spec'].get('source', []))} -> {j['spec'].get('target', '')}",
                              j["run_id"] or "", j["message"] or ""] for j in rows],
-                           ["job", "status", "progress", "model", "scenario", "run", "message"]))
+                           ["job", "status", "progress", "kind", "model", "scenario", "run", "message"]))
 
 
 def cmd_cancel(args):

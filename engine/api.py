@@ -9,22 +9,26 @@ from pathlib import Path
 import pandas as pd
 
 from . import data, deliver, export
+from . import tune as tuning
 from . import jobs as background
 from .data import DatasetError  # noqa: F401  (bad uploads: the problems, each with file, rows, column and fix)
 from .errors import CrossLensError
 from .evaluate import SET_METRICS, segment_groups  # noqa: F401  (segment names grouped for display)
-from .jobs import (cancel_job, curves as job_curves, job, jobs, log_tail as job_log, missing_baselines,  # noqa: F401
-                   start_maps)
+from .jobs import (BASELINES, cancel_job, clock, curves as job_curves, job, jobs, log_tail as job_log,  # noqa: F401
+                   missing_baselines, start_maps)
 from .maps import domain_neighbours, read_maps  # noqa: F401
+from .estimate import estimate  # noqa: F401  (a request's time on this machine, from its finished runs)
 from .models import MODELS
+from .models.settings import PRESETS, preset
 from .models.base import explainable, learns_vectors
-from .profile import dataset_profile, runs_using, shared_users  # noqa: F401  (read-only views for analysts)
+from .profile import dataset_profile, domain_overlap, runs_using, shared_users  # noqa: F401  (read-only views)
 from .request import TrainRequest, parse_settings  # noqa: F401
 from .runs import (LoadedRun, compare, compute_maps, derive, explainer, load, run, run_curves, runs,  # noqa: F401
                    runs_table, scenario_of, scenario_preview, test_users, variant)
 from .runs import train as runs_train
 from .spreadsheet import safe_table  # noqa: F401  (every table shown or downloaded)
 from .store import JOB_ACTIVE, open_workspace, workspace_path  # noqa: F401  (open_workspace: for notebooks)
+from .tune import SEGMENTS as TUNE_SEGMENTS, TuneRequest, read_study, space_words, studies  # noqa: F401
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_DATASET = ASSETS / "data" / "amazon-arts-office"
@@ -38,8 +42,11 @@ def workspace_folder(workspace=None) -> str:
 
 def models() -> dict[str, dict]:
     """The model catalogue: per model, its one-line description, default settings and capabilities (trains: has
-    epochs; explainable: engine.explain can explain its recommendations; item_vectors: its runs get maps)."""
+    epochs; explainable: engine.explain can explain its recommendations; item_vectors: its runs get maps; search:
+    the settings engine.tune chooses, each with where it draws them from)."""
     return {name: {"description": cls.description, "defaults": dict(cls.defaults), "help": cls.setting_help(),
+                   "search": {k: space_words(s, cls.defaults[k]) for k, s in cls.search.items()},
+                   "presets": {p: preset(p, cls.defaults) for p in PRESETS},
                    "trains": "epochs" in cls.defaults,
                    "explainable": explainable(cls), "item_vectors": learns_vectors(cls)}
             for name, cls in MODELS.items()}
@@ -97,6 +104,30 @@ def start_training(source: list[str] | str, target: str, model: str, seed: int =
     work raises here, before any process or job exists."""
     return background.start_training(TrainRequest(source, target, model, seed, cold_fraction, epochs, settings or {},
                                             None, maps), workspace)
+
+
+def tune(source: list[str] | str, target: str, model: str, trials: int = 20, budget_minutes: float | None = None,
+         segment: str = "all", seed: int = 0, cold_fraction: float = 0.2, epochs: int | None = None,
+         settings: dict | None = None, workspace=None, progress=None) -> dict:
+    """Choose the model's settings on validation (engine.tune; `settings` stay fixed), then evaluate the best trial
+    once on test; returns the study's record, its test run under "test_run"."""
+    return tuning.tune(_tune_request(source, target, model, trials, budget_minutes, segment, seed, cold_fraction,
+                                     epochs, settings), workspace, progress)
+
+
+def start_tuning(source: list[str] | str, target: str, model: str, trials: int = 20,
+                 budget_minutes: float | None = None, segment: str = "all", seed: int = 0, cold_fraction: float = 0.2,
+                 epochs: int | None = None, settings: dict | None = None, workspace=None) -> dict:
+    """tune() as a background job; returns the job record. A request that cannot work raises here, before any job
+    exists."""
+    return background.start_tuning(_tune_request(source, target, model, trials, budget_minutes, segment, seed,
+                                                 cold_fraction, epochs, settings), workspace)
+
+
+def _tune_request(source, target, model, trials, budget_minutes, segment, seed, cold_fraction, epochs,
+                  settings) -> TuneRequest:
+    train_request = TrainRequest(source, target, model, seed, cold_fraction, epochs, settings or {}, None, False)
+    return TuneRequest(train_request, trials, budget_minutes, segment)
 
 
 # ---- runs ---------------------------------------------------------------------------------------------------------

@@ -62,8 +62,8 @@ def summary(title: str, target: str, rank: int, candidates: int, labels: list[st
             attribution: np.ndarray, method: str, counter: dict | None) -> str:
     """One or two sentences: where the item ranks, the features that push it up most (and the strongest one
     against it), by `method`'s attributions, and what removing would drop it from the top K."""
-    share = 100 * (rank - 1) / max(candidates - 1, 1)
-    text = f"'{title}' ranks {rank:,} of {candidates:,} {target} items (top {max(share, 0.01):.2g} %)"
+    share = 100 * rank / max(candidates, 1)  # the item and those above it: rank 1 of 56 is in the top 1.8 %
+    text = f"'{title}' ranks {rank:,} of {candidates:,} {target} items (top {share:.2g} %)"
     up = [i for i in np.argsort(-attribution, kind="stable")[:NAMED] if attribution[i] > 0]
     if up:
         text += f"; {method.upper()} credits mostly " + _listed([_named(labels[i], kinds[i]) for i in up])

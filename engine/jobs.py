@@ -1,4 +1,5 @@
-"""Background jobs: a training run (or a peer run, or a run's maps) in its own OS process, tracked in the registry.
+"""Background jobs: a training run (or a tuning study, a peer run, a run's maps) in its own OS process, tracked in
+the registry.
 
 `start_training` checks the request, writes a job row holding it and launches `python -m engine train --job ID`
 in a new session (process group), its output going to the job's log; that process reads the request back from
@@ -34,7 +35,7 @@ from .store import JOB_ACTIVE, Store, open_workspace, pid_alive
 REPO = Path(__file__).resolve().parent.parent
 REPORT_EVERY = 1.0  # seconds between progress writes (epoch ends are always written)
 QUEUE_POLL = 1.0    # seconds between a waiting job's looks for a free slot
-POSITION_KEYS = ("texts", "users", "cases")  # progress keys that say how far into a stage, not a result
+POSITION_KEYS = ("texts", "users", "cases", "trial")  # progress keys that say how far into a stage, not a result
 BASELINES = ("pop", "itemknn")  # the runs every scenario is compared against
 
 
@@ -75,12 +76,25 @@ def missing_baselines(request: TrainRequest, workspace=None) -> list[str]:
     return [m for m in BASELINES if m not in have and m != request.model]
 
 
+def start_tuning(request, workspace=None) -> dict:
+    """Launch a tuning study (engine.tune.TuneRequest) as a background process; returns the job record. A request
+    that cannot work raises here, before any process or job exists."""
+    store = open_workspace(workspace)
+    request.check(store)
+    return _launch(store, {"kind": "tune", **request.to_dict()}, ["tune"])
+
+
+def spec_of(job_id: str, kind: str, workspace=None) -> dict:
+    """The spec a job of this kind was started with (read inside the job's process)."""
+    record = open_workspace(workspace).job(job_id)
+    if record is None or record["spec"].get("kind") != kind:
+        raise CrossLensError(f"job '{job_id}' is not a {kind} job of this workspace.")
+    return record["spec"]
+
+
 def request_of(job_id: str, workspace=None) -> TrainRequest:
     """The train request a training job was started with (read inside the job's process)."""
-    record = open_workspace(workspace).job(job_id)
-    if record is None or record["spec"].get("kind") != "train":
-        raise CrossLensError(f"job '{job_id}' is not a training job of this workspace.")
-    return TrainRequest.from_dict(record["spec"])
+    return TrainRequest.from_dict(spec_of(job_id, "train", workspace))
 
 
 def start_peer(source: str, target: str, model: str, seed: int = 0, settings: dict | None = None,

@@ -35,15 +35,16 @@ def item_entities(items: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)
 
 
-def item_graph(items: pd.DataFrame, triples: pd.DataFrame | None = None, hops: int = 2) -> pd.DataFrame:
+def item_graph(items: pd.DataFrame, triples: pd.DataFrame | None = None, hops: int = 2,
+               pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every (item position, relation, entity) the model may attend over.
 
     From the attribute columns (see item_entities) plus uploaded triples whose head or tail is an item of the same
     domain (item_id = head -> (relation, tail); item_id = tail -> (relation^-1, head)). With hops=2 an item also
     reaches the entities one triple further ("brand=x" -> made_in -> "germany" gives (item, brand.made_in, germany)).
-    triples: head, relation, tail, domain.
+    triples: head, relation, tail, domain. pairs: item_entities(items), when the caller has them already.
     """
-    pairs = item_entities(items)
+    pairs = item_entities(items) if pairs is None else pairs
     if triples is None or triples.empty:
         return pairs
     key = pd.Series(np.arange(len(items)), index=pd.MultiIndex.from_arrays([items["domain"], items["item_id"]]))

@@ -34,39 +34,53 @@ def train(request: TrainRequest, workspace=None, progress=None, on_run=None) -> 
     spec, recommender = request.check(store)
     sc = scenarios.build(store, spec)
     evaluate.check_scenario(sc)
-    rank, world = init_distributed()
+    rank, _ = init_distributed()
     if rank != 0:  # under torchrun, the other ranks help fit; rank 0 evaluates and stores the run
         recommender.fit(sc)
         return {}
+    record = fit_and_store(store, spec, request, recommender, sc, progress, on_run)
+    if request.maps and learns_vectors(type(recommender)):  # after the run is stored: `engine map` can redo them
+        if progress:
+            progress({"stage": "embedding maps"}, 1.0)
+        maps.write_maps(store.run_dir(record["id"]), sc, recommender, seed=request.seed)
+    return record
+
+
+def fit_and_store(store: Store, spec: dict, request: TrainRequest, recommender, sc, progress=None, on_run=None,
+                  split: str = "test", config: dict | None = None) -> dict:
+    """Register a run, fit the recommender on `sc` and evaluate it on `split`; a run evaluated on the validation
+    cases (a tuning trial, engine.tune) is stored as a "trial" with its metrics named "valid <segment>", so
+    nothing that reads test figures can take it for a finished run."""
+    _, world = init_distributed()
     config = {"params": recommender.params, "sampled": request.sampled, "device": str(recommender.device),
-              "processes": world, "threads": torch.get_num_threads()}  # another count sums in another order
+              "processes": world, "threads": torch.get_num_threads(),  # another count sums in another order
+              **(config or {})}
     run_record = store.new_run(spec, request.model, config)
     if on_run:
         on_run(run_record["id"])
     try:
         started = time.time()
         recommender.fit(sc, progress=progress)
-        record = _evaluate_and_store(store, run_record["id"], recommender, sc, time.time() - started,
-                                     request.sampled)
+        return _evaluate_and_store(store, run_record["id"], recommender, sc, time.time() - started,
+                                   request.sampled, split)
     except KeyboardInterrupt:
         store.fail_run(run_record["id"], "cancelled", "cancelled by the user")
         raise
     except BaseException as err:
         store.fail_run(run_record["id"], "failed", f"{type(err).__name__}: {err}")
         raise
-    if request.maps and learns_vectors(type(recommender)):  # after the run is stored: `engine map` can redo them
-        if progress:
-            progress({"stage": "embedding maps"}, 1.0)
-        maps.write_maps(store.run_dir(run_record["id"]), sc, recommender, seed=request.seed)
-    return record
 
 
-def _evaluate_and_store(store: Store, run_id: str, recommender, sc, train_seconds: float, sampled=None) -> dict:
+def _evaluate_and_store(store: Store, run_id: str, recommender, sc, train_seconds: float, sampled=None,
+                        split: str = "test") -> dict:
     folder = store.run_dir(run_id)
     _save_weights(recommender.state(), folder / "weights.safetensors")
     started = time.time()
-    ev = evaluate.evaluate(recommender, sc, "test", sampled=sampled)
+    ev = evaluate.evaluate(recommender, sc, split, sampled=sampled)
     eval_seconds = time.time() - started
+    if split != "test":
+        summary = {f"{split} {segment}": values for segment, values in ev.summary.items()}
+        return store.finish_run(run_id, summary, train_seconds, eval_seconds, status="trial")
     write_parquet(ev.per_case, folder / "per_user.parquet")
     if isinstance(recommender, ItemSpace):
         write_parquet(_item_vector_table(sc, recommender.item_vectors()), folder / "item_vectors.parquet")
@@ -86,11 +100,17 @@ def derive(run_id: str, settings: dict, workspace=None) -> dict:
     if wrong:
         raise CrossLensError(f"{', '.join(sorted(wrong))} change(s) how '{parent['model']}' trains; only "
                              f"{', '.join(sorted(cls.post_training)) or 'nothing'} can be changed on a trained run.")
-    params = {**parent["config"]["params"], **settings}
-    tensors = load_file(str(store.run_dir(run_id) / "weights.safetensors"))
-    recommender = cls.from_state(params, sc, tensors)
+    return from_weights(store, parent, sc, settings, {"derived_from": run_id})
+
+
+def from_weights(store: Store, parent: dict, sc, settings: dict | None = None, config: dict | None = None) -> dict:
+    """A new run of the parent's model rebuilt from its stored weights (with post-training `settings` changed),
+    evaluated on the test cases of `sc`, the parent's scenario."""
+    params = {**parent["config"]["params"], **(settings or {})}
+    tensors = load_file(str(store.run_dir(parent["id"]) / "weights.safetensors"))
+    recommender = MODELS[parent["model"]].from_state(params, sc, tensors)
     child = store.new_run(parent["scenario"], parent["model"],
-                          {**parent["config"], "params": params, "derived_from": run_id})
+                          {**parent["config"], "params": params, **(config or {})})
     try:
         return _evaluate_and_store(store, child["id"], recommender, sc, parent["train_seconds"],
                                    parent["config"]["sampled"])

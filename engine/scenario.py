@@ -14,7 +14,7 @@ are not broken by file order), then each source domain's items as one contiguous
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from . import kg
+from . import kg, text
 from .errors import CrossLensError
 from .store import Store
 
@@ -116,6 +116,7 @@ class Scenario:
     held_out: pd.DataFrame       # the validation and test interactions, columns as train's
     text_cache: Path | None = None  # the item-text embedding cache (Store.text_cache); None: the default workspace's
     triples: pd.DataFrame | None = None  # uploaded knowledge-graph triples: head, relation, tail, domain
+    derived: dict = field(default_factory=dict, repr=False, compare=False)  # what item_* computed once
 
     @property
     def target(self) -> str:
@@ -151,6 +152,20 @@ class Scenario:
         m = self.train_matrix([self.target])[:, : self.n_target]
         return np.asarray((m > 0).sum(0)).ravel()
 
+    def item_text_vectors(self, encoder: str, progress=None) -> np.ndarray:
+        """(n_items, dim) sentence vectors of the items' texts (text.embed_items, through the workspace's cache),
+        computed once per scenario: lmkg and the content model inside it read the same ones, seconds apart."""
+        key = ("text", encoder)
+        if key not in self.derived:
+            self.derived[key] = text.embed_items(self.items, self.text_cache, encoder, progress=progress)[0]
+        return self.derived[key]
+
+    def item_entities(self) -> pd.DataFrame:
+        """kg.item_entities of every item (global positions), computed once per scenario."""
+        if "entities" not in self.derived:
+            self.derived["entities"] = kg.item_entities(self.items)
+        return self.derived["entities"]
+
     def item_features(self, domain: str | None = None) -> sparse.csr_matrix:
         """Binary items x attribute-entities matrix (categories at each level, brand, ...)."""
         start, end = self.domain_range[domain or self.target]
@@ -183,6 +198,11 @@ class Scenario:
         users, position = np.unique(log["user"].to_numpy(), return_inverse=True)
         return users, Ragged.from_groups(position, log["item"].to_numpy(), len(users))
 
+    def without_test(self) -> "Scenario":
+        """This scenario with its test cases and held-out rows sealed (Sealed): what a model is fitted on while its
+        settings are chosen on validation (engine.tune), so that nothing in the choice can read the test split."""
+        return replace(self, test=Sealed("the test cases"), held_out=Sealed("the held-out interactions"))
+
     def user_case(self, u: int) -> "UserCase":
         """What user u is scored from outside evaluation: their test case if they have one (so a held-out hit can
         be shown), else their whole training history, their known target items excluded."""
@@ -194,6 +214,32 @@ class Scenario:
         history = self.train.loc[self.train["user"] == u, "item"].to_numpy().astype(np.int64)
         return UserCase(u, "training history", history, np.unique(history[history < self.n_target]),
                         np.zeros(0, np.int64))
+
+
+class Sealed:
+    """Stands in for test data while settings are chosen on validation: any use of it raises, so a leak of the
+    test split into tuning fails loudly instead of flattering the result."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # copy and pickle probe for these; they are not reads of the data
+            raise AttributeError(name)
+        self._refuse()
+
+    def __len__(self):
+        self._refuse()
+
+    def __getitem__(self, key):
+        self._refuse()
+
+    def __iter__(self):
+        self._refuse()
+
+    def _refuse(self):
+        raise CrossLensError(f"{self.what} are sealed while settings are chosen on validation; the test split is "
+                             f"read once, by the chosen settings' run.")
 
 
 @dataclass

@@ -106,6 +106,7 @@ class Store:
         (self.root / "datasets").mkdir(exist_ok=True)
         (self.root / "runs").mkdir(exist_ok=True)
         (self.root / "jobs").mkdir(exist_ok=True)
+        (self.root / "studies").mkdir(exist_ok=True)
         with self._db() as db:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # set once: it stays with the file
                 db.execute("PRAGMA journal_mode=WAL")  # the dashboard reads while training processes write
@@ -291,15 +292,17 @@ class Store:
                                                       rel, os.getpid(), process_start(os.getpid())))
         return self.run(run_id)
 
-    def finish_run(self, run_id: str, metrics: dict, train_seconds: float, eval_seconds: float) -> dict:
-        """Mark a run done; its files must already be in its folder."""
+    def finish_run(self, run_id: str, metrics: dict, train_seconds: float, eval_seconds: float,
+                   status: str = "done") -> dict:
+        """Mark a run done (or, evaluated on validation only, a tuning "trial"); its files must already be in its
+        folder."""
         write_json(metrics, self.run_dir(run_id) / "metrics.json")
         rows = [(run_id, seg, m, v) for seg, values in metrics.items() for m, v in values.items()]
         with self._db() as db:
             db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             db.executemany("INSERT INTO metrics VALUES (?,?,?,?)", rows)
-            db.execute("UPDATE runs SET status='done', finished=?, train_seconds=?, eval_seconds=?, metrics=? "
-                       "WHERE id=?", (time.time(), train_seconds, eval_seconds, json.dumps(metrics), run_id))
+            db.execute("UPDATE runs SET status=?, finished=?, train_seconds=?, eval_seconds=?, metrics=? WHERE id=?",
+                       (status, time.time(), train_seconds, eval_seconds, json.dumps(metrics), run_id))
         return self.run(run_id)
 
     def fail_run(self, run_id: str, status: str, error: str) -> None:
@@ -428,6 +431,14 @@ class Store:
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
+
+    # ---- tuning studies (engine.tune): one JSON record each ----------------------------------------------------
+    def study_path(self, study_id: str) -> Path:
+        return self.root / "studies" / f"{study_id}.json"
+
+    def studies(self) -> list[dict]:
+        """Every tuning study's record, oldest first."""
+        return [json.loads(p.read_text()) for p in sorted((self.root / "studies").glob("*.json"))]
 
 
 def process_start(pid: int) -> str | None:

@@ -30,6 +30,20 @@ def verdict(segments: dict, metric: str, a: str, b: str) -> str:
             f"{r['b_better']:.0%}, and the rest tie.")
 
 
+def beats_figure(tested: dict, segments: list[str], a: str, b: str, metric: str):
+    """Where A beats B: per cohort of the chosen group, the share of its users each run does better for (B's to
+    the left), the users the two runs tie on making up the rest."""
+    cohorts = [s for s in segments if s in tested]
+    rows = [{"cohort": f"{s} ({tested[s]['n']:,})", "better": name, "share": sign * tested[s][key]}
+            for s in cohorts for name, key, sign in ((a, "a_better", 1), (b, "b_better", -1))]
+    fig = px.bar(rows, y="cohort", x="share", color="better", orientation="h", barmode="relative",
+                 color_discrete_sequence=layout.PALETTE[:2],
+                 title=f"Where {a} beats {b}: share of each cohort's users with a higher {metric} (ties: the rest)")
+    fig.update_xaxes(tickformat=".0%", range=[-1, 1])
+    fig.update_yaxes(autorange="reversed")
+    return layout.style(fig, f"← {b} better · {a} better →", "cohort (users)", 80 + 40 * len(cohorts))
+
+
 with layout.readable_errors("Comparing the runs"):
     runs = layout.done_runs(ws)
     if runs.empty:
@@ -155,3 +169,5 @@ with layout.readable_errors("Comparing the runs"):
         layout.table(rows, hide_index=True, width="stretch",
                      column_config={"p-value": st.column_config.NumberColumn(format="%.2e"),
                                     "run better for": share, "reference better for": share})
+        st.plotly_chart(beats_figure(result["segments"], segments, name_a, name_b, paired), width="stretch",
+                        key="where-a-beats-b")

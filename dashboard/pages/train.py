@@ -1,9 +1,9 @@
 """Train: choose the scenario (the pair sharing the most users first; its shared users and test users shown, a pair
 that cannot be evaluated refused) and the model, launch one background job per seed plus the baselines a new
-scenario lacks, watch every job live."""
+scenario lacks, or a tuning study of the model's settings; watch every job and study live."""
 import streamlit as st
 
-from dashboard import job_card, layout
+from dashboard import job_card, layout, study_card
 from engine import api
 
 ws = layout.workspace()
@@ -12,6 +12,9 @@ layout.header("Train", "Training runs as a separate process (a job in the worksp
 
 MODELS = layout.MODELS
 HIDDEN = ("seed", "epochs")  # set by their own widgets
+PRESET_KEYS = ("epochs", "patience")  # what presets change: their widgets start again when the preset changes
+PRESET_HELP = ("quick: a quarter of the epochs, little patience (a first look); default: the model's settings; "
+               "thorough: twice the epochs and patience")
 
 SEEDS_HELP = "one job per seed, e.g. 0,1,2: Compare shows the spread over seeds"
 
@@ -40,6 +43,19 @@ def launch(sources, target, model, seeds, cold, epochs, settings, baselines: boo
                   f"{', '.join(extra)}." if extra else ""))
 
 
+def time_words(guess: dict | None, model: str, jobs: int) -> str:
+    """The expected training time on this machine, in words."""
+    if guess is None:
+        return f"No {model} run has finished on this machine yet, so there is no time estimate; the job shows its ETA."
+    at_most = guess["at_most_seconds"]
+    text = f"Expected time on this machine: about {api.clock(guess['seconds'])} per job"
+    if at_most > 1.1 * guess["seconds"]:
+        text += f" (at most {api.clock(at_most)} if every epoch runs)"
+    basis = "these domains" if guess["same_domains"] else "other domains, scaled by interactions"
+    text += f", from {guess['runs']} earlier {model} run(s) on {basis}"
+    return text + (f"; {jobs} jobs run one after another where cores are few." if jobs > 1 else ".")
+
+
 datasets = []
 with layout.readable_errors("Reading the datasets"):
     datasets = layout.datasets(ws)
@@ -48,45 +64,53 @@ if len(names) < 2:
     st.info("A cross-domain scenario needs at least two domains; upload them on the **Datasets** page.")
 else:
     versions = tuple(d["version"] for d in datasets)
-    default_target, default_source = layout.busiest_pair(names, layout.shared_users(ws, versions))
+    shared = layout.shared_users(ws, versions)
+    default_target, _ = layout.busiest_pair(names, shared)
     with st.container(border=True):
         left, right = st.columns(2)
         target = left.selectbox("Target domain (recommend here)", names, index=names.index(default_target),
                                 help="the pair that shares the most users comes first")
         others = [n for n in names if n != target]
         sources = right.multiselect("Source domain(s) (learn from here)", others,
-                                    default=[default_source if default_source in others else others[0]])
+                                    default=[max(others, key=lambda n: shared.loc[target, n])],  # the first of equals
+                                    help="the domain that shares the most users with the target comes first")
         left, mid, right = st.columns([2, 1, 1])
         model = left.selectbox("Model", list(MODELS), index=list(MODELS).index("lmkg"),
                                format_func=lambda m: f"{m} — {MODELS[m]['description']}")
         seeds_text = mid.text_input("Seeds (split and initialisation)", "0", help=SEEDS_HELP)
         cold = right.slider("Cold-start fraction", 0.0, 0.5, 0.2, 0.05,
                             help="share of the users in both domains whose target history is held out entirely")
-        defaults, hints = MODELS[model]["defaults"], MODELS[model]["help"]
+        defaults, hints, presets = MODELS[model]["defaults"], MODELS[model]["help"], MODELS[model]["presets"]
+        preset = "default"
+        if any(presets.values()):
+            preset = st.segmented_control("Preset", list(presets), default="default", key=f"preset-{model}",
+                                          help=PRESET_HELP) or "default"
+        start = {**defaults, **presets[preset]}  # what the widgets show; a setting differing from defaults is sent
+        key = lambda name: f"{model}-{name}" + (f"-{preset}" if name in PRESET_KEYS else "")  # noqa: E731
         epochs = None
         if "epochs" in defaults:
             epochs = st.number_input("Epochs (at most; training stops early when validation stops improving)", 1,
-                                     500, int(defaults["epochs"]), key=f"epochs-{model}", help=hints["epochs"])
+                                     500, int(start["epochs"]), key=key("epochs"), help=hints["epochs"])
         settings = {}
-        shown = {k: v for k, v in defaults.items() if k not in HIDDEN}
+        shown = {k: v for k, v in start.items() if k not in HIDDEN}
         if shown:
             with st.expander(f"{model} settings"):
                 cols = st.columns(4)
-                for n, (key, default) in enumerate(shown.items()):
-                    col, wkey = cols[n % 4], f"{model}-{key}"
-                    if default is None:  # chosen on validation unless given
-                        value = col.number_input(key, value=None, format="%g", placeholder="chosen on validation",
-                                                 key=wkey, help=hints[key])
-                    elif isinstance(default, bool):
-                        value = col.checkbox(key, default, key=wkey, help=hints[key])
-                    elif isinstance(default, int):
-                        value = col.number_input(key, value=default, step=1, key=wkey, help=hints[key])
-                    elif isinstance(default, float):
-                        value = col.number_input(key, value=default, format="%g", key=wkey, help=hints[key])
+                for n, (name, value) in enumerate(shown.items()):
+                    col, wkey = cols[n % 4], key(name)
+                    if value is None:  # chosen on validation unless given
+                        value = col.number_input(name, value=None, format="%g", placeholder="chosen on validation",
+                                                 key=wkey, help=hints[name])
+                    elif isinstance(value, bool):
+                        value = col.checkbox(name, value, key=wkey, help=hints[name])
+                    elif isinstance(value, int):
+                        value = col.number_input(name, value=value, step=1, key=wkey, help=hints[name])
+                    elif isinstance(value, float):
+                        value = col.number_input(name, value=value, format="%g", key=wkey, help=hints[name])
                     else:
-                        value = col.text_input(key, str(default), key=wkey, help=hints[key])
-                    if value != default:
-                        settings[key] = value
+                        value = col.text_input(name, str(value), key=wkey, help=hints[name])
+                    if value != defaults[name]:
+                        settings[name] = value
         problem = None if sources else "Choose at least one source domain."
         try:
             seeds = seeds_of(seeds_text)
@@ -103,6 +127,10 @@ else:
                                help="shared users whose whole target history is held out, scored from the sources")
                 cols[3].metric("Target items ranked", f"{preview['target_items']:,}")
                 problem = preview["problem"]
+                if not problem:
+                    st.caption(time_words(layout.estimate(ws, api.TrainRequest(
+                        sources, target, model, seeds[0], float(cold), int(epochs) if epochs else None, settings)),
+                        model, len(seeds)))
         if problem:
             st.error(problem)
         baselines = st.checkbox("Also train the baselines this scenario has no run of (pop, itemknn)", True,
@@ -111,6 +139,29 @@ else:
             with layout.readable_errors("Launching the jobs"):
                 launch(sources, target, model, seeds, float(cold), int(epochs) if epochs else None, settings,
                        baselines)
+
+    with st.expander("Tune this model's settings on validation", icon=":material/tune:"):
+        st.caption("Optuna (TPE) tries settings one trial after another on this scenario's validation users; the "
+                   "first trial is the defaults, a trial falling behind the others' validation curves is stopped "
+                   "early, and the test users are scored once, by the best trial's model. Settings changed above "
+                   "stay fixed.")
+        space = MODELS[model]["search"]
+        if not space:
+            st.info(f"{model} has no settings that tuning chooses.")
+        else:
+            st.markdown("Tuned: " + "; ".join(f"**{k}** {words}" for k, words in space.items()
+                                              if k not in settings))
+            left, mid, right = st.columns(3)
+            trials = left.number_input("Trials (at most)", 1, 500, 20, key="tune-trials")
+            budget = mid.number_input("Budget (minutes; no trial starts after it)", min_value=1, value=None,
+                                      placeholder="none", key="tune-budget")
+            segment = right.selectbox("Maximise validation NDCG@10 of", list(api.TUNE_SEGMENTS), key="tune-segment",
+                                      format_func=lambda s: f"{s} users")
+            if st.button("Start tuning", icon=":material/tune:", disabled=bool(problem), key="tune-start"):
+                with layout.readable_errors("Starting the study"):
+                    job = api.start_tuning(sources, target, model, int(trials), budget and float(budget), segment,
+                                           seeds[0], float(cold), int(epochs) if epochs else None, settings, ws)
+                    st.success(f"Started tuning job `{job['id']}`; its trials appear below as they finish.")
 
 
 @st.fragment(run_every=2)
@@ -132,3 +183,4 @@ def jobs():
 
 
 jobs()
+study_card.studies(ws)

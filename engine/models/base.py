@@ -27,6 +27,7 @@ class Recommender:
     ranges: dict = {}         # setting -> settings.Range it must lie in (its type is its default's)
     help: dict = {}           # setting -> one line for analysts (settings.COMMON_HELP has the shared ones)
     post_training: tuple = ()  # settings used only after fitting: api.derive may change them on a trained run
+    search: dict = {}         # setting -> settings.Space engine.tune draws it from (none: the model is not tuned)
 
     def __init__(self, **params):
         unknown = set(params) - set(self.defaults)

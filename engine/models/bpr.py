@@ -10,7 +10,7 @@ import torch
 
 from ..train import fit_module, sample_negatives, shuffled_batches
 from .base import ItemSpace, Recommender
-from .mf import MF_DEFAULTS, MF_RANGES, Factorisation
+from .mf import MF_DEFAULTS, MF_RANGES, MF_SEARCH, Factorisation
 
 
 class BPR(ItemSpace, Recommender):
@@ -18,6 +18,7 @@ class BPR(ItemSpace, Recommender):
     description = "matrix factorisation on the target domain"
     defaults = dict(MF_DEFAULTS)
     ranges = MF_RANGES
+    search = MF_SEARCH
     all_domains = False  # which interactions train the factors
 
     def _n_items(self, scenario):

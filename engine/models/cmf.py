@@ -5,8 +5,8 @@ source interactions still gets a factor that lives in the target items' space. `
 target domain's pairs in the loss, so the shared factor is not dominated by a larger source domain.
 """
 from .bpr import BPR
-from .mf import MF_DEFAULTS, MF_RANGES
-from .settings import POSITIVE
+from .mf import MF_DEFAULTS, MF_RANGES, MF_SEARCH
+from .settings import POSITIVE, Space
 
 
 class CMF(BPR):
@@ -15,4 +15,5 @@ class CMF(BPR):
     all_domains = True
     defaults = {**MF_DEFAULTS, "target_weight": 5.0}
     ranges = {**MF_RANGES, "target_weight": POSITIVE}
+    search = {**MF_SEARCH, "target_weight": Space(1, 20, log=True)}
     help = {"target_weight": "weight of a target-domain interaction relative to a source-domain one"}

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from .. import kg, text
+from .. import text
 from ..evaluate import mask_known, ndcg_sum
 from ..scenario import CASE_SEGMENTS
 from ..text_space import apply_whitening, fit_whitening
@@ -70,10 +70,10 @@ class Content(ItemSpace, Explainable, Recommender):
         """What fit and load_state share: the raw text vectors (from the cache) and the entity matrix."""
         report = None if progress is None else (
             lambda done, total: progress({"stage": "embedding item texts", "texts": f"{done}/{total}"}, done / total))
-        vectors, _ = text.embed_items(scenario.items, scenario.text_cache, self.params["encoder"], progress=report)
-        self.raw_text_, self.n_target_ = vectors, scenario.n_target
+        self.raw_text_ = scenario.item_text_vectors(self.params["encoder"], progress=report)
+        self.n_target_ = scenario.n_target
         self._transforms, self._whitened = {}, {}  # per power: (mean, projection), then the whitened vectors
-        self.entities_ = entity_matrix(scenario.items, self.n_target_)
+        self.entities_ = entity_matrix(scenario.item_entities(), len(scenario.items), self.n_target_)
         if self.entities_ is not None:  # (entities x target items): the widely shared ones dense, the rest sparse
             targets = self.entities_[: self.n_target_].T
             self.shared_targets_ = torch.from_numpy(targets[:SHARED_ENTITIES].toarray()).to(self.device)
@@ -234,10 +234,10 @@ class Content(ItemSpace, Explainable, Recommender):
         return self
 
 
-def entity_matrix(items: pd.DataFrame, n_target: int) -> sparse.csr_matrix | None:
-    """(items x entities) IDF-weighted, row-normalised attribute entities of all items, the entities most target
-    items have first; None without any. An entity every item has weighs 0; a rare one (a brand) weighs most."""
-    ent = kg.item_entities(items)
+def entity_matrix(ent: pd.DataFrame, n_items: int, n_target: int) -> sparse.csr_matrix | None:
+    """(items x entities) IDF-weighted, row-normalised attribute entities (kg.item_entities) of all items, the
+    entities most target items have first; None without any. An entity every item has weighs 0; a rare one (a
+    brand) weighs most."""
     if ent.empty:
         return None
     codes, names = pd.factorize(ent["entity"])
@@ -245,9 +245,9 @@ def entity_matrix(items: pd.DataFrame, n_target: int) -> sparse.csr_matrix | Non
     column = np.empty(len(names), np.int64)
     column[np.argsort(-in_target, kind="stable")] = np.arange(len(names))
     codes = column[codes]  # column j: the entity with the j-th most target items
-    idf = np.log(len(items) / np.bincount(codes, minlength=len(names)))
+    idf = np.log(n_items / np.bincount(codes, minlength=len(names)))
     m = sparse.csr_matrix((idf[codes].astype(np.float32), (ent["item"].to_numpy(), codes)),
-                          shape=(len(items), len(names)))
+                          shape=(n_items, len(names)))
     norms = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel())
     return sparse.diags((1 / np.maximum(norms, 1e-12)).astype(np.float32)) @ m
 

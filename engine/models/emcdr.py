@@ -13,8 +13,8 @@ from torch import nn
 from ..train import fit_module, shuffled_batches
 from .base import ItemSpace, Recommender
 from .bpr import bpr_batches
-from .mf import MF_DEFAULTS, MF_RANGES, Factorisation
-from .settings import COUNT, POSITIVE, Range
+from .mf import MF_DEFAULTS, MF_RANGES, MF_SEARCH, Factorisation
+from .settings import COUNT, POSITIVE, Range, Space
 
 
 class TwoDomainFactors(nn.Module):
@@ -60,6 +60,7 @@ class EMCDR(ItemSpace, Recommender):
                 "map_loss": "bpr"}
     ranges = {**MF_RANGES, "map_hidden": COUNT, "map_lr": POSITIVE, "map_epochs": COUNT, "map_patience": COUNT,
               "map_loss": Range(choices=("bpr", "mse"))}
+    search = {**MF_SEARCH, "map_hidden": Space(32, 512, log=True), "map_lr": Space(1e-4, 1e-2, log=True)}
     help = {"map_hidden": "hidden units of the network that maps a user's source factor to a target factor",
             "map_lr": "learning rate of that mapping", "map_epochs": "at most this many epochs of the mapping",
             "map_patience": "stop the mapping after this many epochs without a better cold-user validation NDCG@10",

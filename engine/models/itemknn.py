@@ -9,7 +9,7 @@ import torch
 from scipy import sparse
 
 from .base import Explainable, Recommender
-from .settings import COUNT, NON_NEGATIVE
+from .settings import COUNT, NON_NEGATIVE, Space
 
 
 class ItemKNN(Explainable, Recommender):
@@ -18,6 +18,7 @@ class ItemKNN(Explainable, Recommender):
     uses_history = True
     defaults = {"neighbours": 100, "shrink": 0.0}
     ranges = {"neighbours": COUNT, "shrink": NON_NEGATIVE}
+    search = {"neighbours": Space(10, 1000, log=True), "shrink": Space(0, 100)}
     help = {"shrink": "damps the similarity of items that co-occur rarely (0: plain cosine)"}
 
     def fit(self, scenario, progress=None):

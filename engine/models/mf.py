@@ -5,11 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .settings import COUNT, NON_NEGATIVE, POSITIVE, SEED
+from .settings import COUNT, NON_NEGATIVE, POSITIVE, SEED, Space
 
 MF_DEFAULTS = {"dim": 64, "lr": 0.005, "reg": 0.03, "epochs": 40, "patience": 4, "batch_size": 4096, "seed": 0}
 MF_RANGES = {"dim": COUNT, "lr": POSITIVE, "reg": NON_NEGATIVE, "epochs": COUNT, "patience": COUNT,
              "batch_size": COUNT, "seed": SEED}
+MF_SEARCH = {"dim": Space(16, 256, log=True), "lr": Space(1e-3, 5e-2, log=True), "reg": Space(1e-4, 0.3, log=True)}
 
 
 class Factorisation(nn.Module):

@@ -32,6 +32,19 @@ class Range:
         return " and ".join(filter(None, [low, high])) or "any number"
 
 
+@dataclass(frozen=True)
+class Space:
+    """Where tuning (engine.tune) draws a setting from: low..high (log-scaled for scales such as a learning rate),
+    or one of `choices`; its type is its default's."""
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+    choices: tuple = ()
+
+    def holds(self, value) -> bool:
+        return value in self.choices if self.choices else self.low <= value <= self.high
+
+
 COMMON_HELP = {  # settings several models share; a model's own `help` says the rest
     "dim": "size of the learned user and item vectors",
     "lr": "learning rate of the optimiser",
@@ -43,6 +56,23 @@ COMMON_HELP = {  # settings several models share; a model's own `help` says the 
     "neighbours": "most similar items kept per item in the co-occurrence similarity",
     "encoder": "the sentence encoder of the item texts: 'minilm' (bundled) or a folder inside the workspace",
 }
+
+PRESETS = ("quick", "default", "thorough")
+
+
+def preset(name: str, defaults: dict) -> dict:
+    """The settings a preset changes for a model with these defaults: quick trains a quarter of the epochs with
+    little patience, thorough twice the epochs with twice the patience; closed-form models have nothing to change."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    if name == "default" or "epochs" not in defaults:
+        return {}
+    epochs, patience = defaults["epochs"], defaults.get("patience")
+    if name == "quick":
+        changed = {"epochs": max(1, round(epochs / 4))}
+        return changed | ({"patience": min(patience, 2)} if patience else {})
+    return {"epochs": 2 * epochs} | ({"patience": 2 * patience} if patience else {})
+
 
 COUNT = Range(1)            # a whole number of at least 1
 POSITIVE = Range(0, above=True)

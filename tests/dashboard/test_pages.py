@@ -62,13 +62,13 @@ def test_every_page_renders_on_a_populated_workspace(page, trained_workspace, mo
         assert len(charts) == 1
     elif page == "datasets":
         assert [m.value for m in at.metric][:2] == ["240", "60"]  # users and items of 'src'
-        assert at.dataframe[0].value.columns.tolist()[:2] == ["user_id", "item_id"]
-        assert len(charts) == 2  # attribute coverage, shared users
+        assert any(d.value.columns.tolist()[:2] == ["user_id", "item_id"] for d in at.dataframe)  # the preview
+        assert len(charts) == 4  # attribute coverage, long tail, users' and items' histograms (two domains: a table)
     elif page == "train":
         assert "Launch training" in [b.label for b in at.button]
         assert at.selectbox[0].value == "tgt" and at.multiselect[0].value == ["src"]
     elif page == "compare":
-        assert len(charts) == 2 and "Paired significance" in [h.value for h in at.subheader]
+        assert len(charts) == 3 and "Paired significance" in [h.value for h in at.subheader]  # + where A beats B
     elif page == "embeddings":
         assert len(charts) == 2 and at.metric[2].value == "120 / 120"  # items and users maps
         assert at.segmented_control[0].options == ["domain", "category"]  # these items have no brand
@@ -258,3 +258,41 @@ def test_a_run_is_deleted_from_the_compare_page_after_a_confirmation(pop_run):
     next(b for b in at.button if b.label == "Delete this run").click().run()
     assert not at.exception and api.runs(tmp_path) == []
     assert not (tmp_path / "runs" / run["id"]).exists()
+
+
+def test_a_study_is_started_from_the_train_page_and_its_trials_are_shown(app_workspace):
+    tmp_path = app_workspace
+    at = open_page("train")
+    at = at.selectbox[1].select("itemknn").run()  # closed form: the study's trials take a second each
+    at.number_input(key="tune-trials").set_value(3)
+    at = next(b for b in at.button if b.key == "tune-start").click().run()
+    assert not at.exception and any("Started tuning job" in s.value for s in at.success)
+    job = next(j for j in api.jobs(tmp_path) if j["spec"]["kind"] == "tune")
+    assert (job["spec"]["model"], job["spec"]["trials"], job["spec"]["segment"]) == ("itemknn", 3, "all")
+    deadline = time.time() + 180
+    while api.job(job["id"], tmp_path)["status"] in api.JOB_ACTIVE and time.time() < deadline:
+        time.sleep(0.3)
+    assert api.job(job["id"], tmp_path)["status"] == "done", api.job_log(job["id"], tmp_path)
+    study = api.studies(tmp_path)[-1]
+    at = open_page("train")
+    assert not at.exception and "Tuning studies" in [h.value for h in at.subheader]
+    trials = next(d.value for d in at.dataframe if "valid NDCG@10" in d.value.columns)
+    assert trials["valid NDCG@10"].tolist() == pytest.approx([t["value"] for t in study["trials"]])
+    best = next(m for m in at.metric if m.label.startswith("Best trial (validation"))
+    assert best.value == f"{study['best']['value']:.4f}"
+
+
+def test_a_preset_sets_the_epochs_and_patience_it_launches_with_and_the_time_is_estimated(app_workspace):
+    tmp_path = app_workspace
+    at = open_page("train")
+    at = at.selectbox[1].select("bpr").run()
+    assert any("no time estimate" in c.value for c in at.caption)  # nothing measured on this workspace yet
+    at = at.segmented_control(key="preset-bpr").set_value("quick").run()
+    quick = api.models()["bpr"]["presets"]["quick"]
+    assert at.number_input(key="bpr-epochs-quick").value == quick["epochs"]
+    assert at.number_input(key="bpr-patience-quick").value == quick["patience"]
+    at.checkbox[0].uncheck()  # no baselines: one job
+    at = next(b for b in at.button if b.label == "Launch training").click().run()
+    job = next(j for j in api.jobs(tmp_path) if j["spec"]["model"] == "bpr")
+    assert job["spec"]["epochs"] == quick["epochs"] and job["spec"]["settings"] == {"patience": quick["patience"]}
+    api.cancel_job(job["id"], tmp_path)

@@ -32,7 +32,7 @@ def dashboard(workspace: Path, log_path: Path, start_limit: float = 90):
     port = _free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address",
+            [sys.executable, "-m", "dashboard", "--server.address",
              "127.0.0.1", "--server.port", str(port), "--server.headless", "true"],
             cwd=ROOT, env={**os.environ, "CROSSLENS_WORKSPACE": str(workspace)}, stdout=log,
             stderr=subprocess.STDOUT)

@@ -131,3 +131,21 @@ def test_bench_lmkg_against_the_best_other_model_and_a_post_training_ablation(tm
     bad = cli("bench", "--source", "src", "--target", "tgt", "--models", "lmkg -nothing", "--out", out,
               workspace=ws, check=False)
     assert bad.returncode == 2 and "unknown bench row" in bad.stderr
+
+
+def test_tune_chooses_on_validation_then_lists_the_study_and_shows_its_trials(tmp_path, domain_files):
+    ws = tmp_path / "ws"
+    for name, (inter, items) in domain_files.items():
+        cli("ingest", "--domain", name, "--interactions", inter, "--items", items, workspace=ws)
+    record = json.loads(cli("tune", "--source", "src", "--target", "tgt", "--model", "bpr", "--trials", "3",
+                            "--epochs", "2", "--set", "reg=0.01", "--json", workspace=ws).stdout)
+    assert record["status"] == "done" and len(record["trials"]) == 3
+    assert all(set(t["params"]) == {"dim", "lr"} for t in record["trials"])  # reg is fixed by --set
+    listed = cli("studies", workspace=ws).stdout
+    assert record["id"] in listed and record["test_run"] in listed
+    shown = cli("studies", record["id"], workspace=ws).stdout
+    assert f"best {record['best']['value']:.4f} (trial {record['best']['number']})" in shown
+    assert cli("show", record["trials"][0]["run"], workspace=ws).stdout.count("valid ") >= 3  # its segments
+    refused = cli("tune", "--source", "src", "--target", "tgt", "--model", "bpr", "--trials", "0", workspace=ws,
+                  check=False)
+    assert refused.returncode == 2 and "trials must be" in refused.stderr and "Traceback" not in refused.stderr

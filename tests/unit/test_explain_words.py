@@ -59,6 +59,6 @@ def test_a_summary_names_what_pushes_up_and_what_counts_against():
     text = summary("Pens", "office", 3, 201, ["Ink (arts)", "brand: Pilot", "Paper (office)"],
                    ["history", "entity", "history"], np.array([0.4, 0.2, -0.1]), "shap",
                    {"k": 10, "positions": [0], "rank_after": 14})
-    assert text == ("'Pens' ranks 3 of 201 office items (top 1 %); SHAP credits mostly the history item Ink (arts) "
+    assert text == ("'Pens' ranks 3 of 201 office items (top 1.5 %); SHAP credits mostly the history item Ink (arts) "
                     "and the item's brand: Pilot, while the history item Paper (office) counts against it. Without "
                     "Ink (arts) in the history it would drop to rank 14, out of the top 10.")

@@ -154,3 +154,22 @@ def test_the_long_tail_share_counts_the_new_and_tail_items_of_each_list(tiny):
     assert np.allclose(ev.per_case["long_tail@10"], expected) and expected[0] >= 2 / 10
     assert ev.summary["all"]["long_tail@10"] == pytest.approx(expected.mean(), abs=1e-6)
     assert 0 <= ev.summary["all"]["gini@10"] <= 1
+
+
+def test_where_a_beats_b_equals_the_per_case_differences_in_every_cohort(two_runs):
+    ws, (a, b) = two_runs
+    result = api.compare(a["id"], b["id"], "hr@10", workspace=ws)
+    cases = [pd.read_parquet(Store(ws).run_dir(r["id"]) / "per_user.parquet") for r in (a, b)]
+    both = cases[0].merge(cases[1], on=["user_id", "segment"], suffixes=("_a", "_b"))
+    for segment, mask in evaluate.segment_masks(cases[0]).items():
+        if not mask.any():
+            continue
+        users = set(cases[0].loc[mask, "user_id"])
+        part = both[both["user_id"].isin(users)]
+        diff = part["hr@10_a"].to_numpy() - part["hr@10_b"].to_numpy()
+        got = result["segments"][segment]
+        assert got["n"] == len(part) == mask.sum()
+        assert got["a_better"] == pytest.approx((diff > 0).mean())
+        assert got["b_better"] == pytest.approx((diff < 0).mean())
+        assert got["mean_diff"] == pytest.approx(diff.mean())
+        assert got["mean_a"] == pytest.approx(a["metrics"][segment]["hr@10"], abs=1e-5)  # the segment's figure

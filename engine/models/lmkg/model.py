@@ -11,7 +11,7 @@ from ...scenario import Batch
 from ...train import fit_module
 from .. import itemknn
 from ..base import ItemSpace, Recommender
-from ..settings import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED, Range
+from ..settings import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED, Range, Space
 from ..content import Content
 from . import calibration, collaborative, windows
 from .explain_hooks import ExplanationHooks
@@ -26,6 +26,9 @@ RANGES = {"dim": COUNT, "layers": COUNT, "heads": COUNT, "max_history": COUNT, "
           "negatives": COUNT, "temperature": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "epochs": COUNT,
           "patience": COUNT, "batch_size": COUNT, "seed": SEED, "text_dim": COUNT, "whitening": FRACTION,
           "target_view": FRACTION, "neighbours": COUNT, "kg_hops": Range(1, 2)}
+SEARCH = {"dim": Space(choices=(32, 64, 128)), "lr": Space(2e-4, 5e-3, log=True), "dropout": Space(0, 0.5),
+          "temperature": Space(0.03, 0.3, log=True), "weight_decay": Space(0, 0.1), "whitening": Space(0, 1),
+          "target_view": Space(0, 1)}  # dim: multiples of the default heads
 HELP = {
     "layers": "Transformer layers over the history", "heads": "attention heads; dim must be a multiple of them",
     "max_history": "most recent history items the network reads", "dropout": "dropout while the network trains",
@@ -51,6 +54,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
     uses_history = True
     defaults = DEFAULTS
     ranges = RANGES
+    search = SEARCH
     help = HELP
     post_training = ("use_cf",)  # the collaborative channel is fitted and calibrated after the network
 
@@ -68,7 +72,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         return Content(encoder=self.params["encoder"], **({} if self.params["use_kg"] else {"entity_weight": 0.0}))
 
     # ---- fitting -----------------------------------------------------------------------------------------------
-    def _net(self, scenario, text_vectors):
+    def _net(self, scenario, text_vectors, fit_whitening: bool = True):
         p = self.params
         item_domain = torch.as_tensor(scenario.items["domain"].map({d: i for i, d in enumerate(scenario.domains)})
                                       .to_numpy(), dtype=torch.long)
@@ -76,20 +80,20 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         known[torch.as_tensor(scenario.train["item"].unique())] = True
         knowledge = None
         if p["use_kg"]:
-            ent = kg.item_graph(scenario.items, scenario.triples, p["kg_hops"])
+            ent = kg.item_graph(scenario.items, scenario.triples, p["kg_hops"], scenario.item_entities())
             rel_codes, relations = pd.factorize(ent["relation"])
             ent_codes, entities = pd.factorize(ent["entity"])
             knowledge = Knowledge(ent["item"].to_numpy(), rel_codes, ent_codes, relations, entities, scenario.n_items,
                                   p["dim"])
-        return LMKGNet(p, text_vectors, item_domain, known, knowledge, len(scenario.domains)).to(self.device)
+        return LMKGNet(p, text_vectors, item_domain, known, knowledge, len(scenario.domains),
+                       fit_whitening).to(self.device)
 
     def _text(self, scenario, progress=None):
         if not self.params["use_text"]:
             return torch.zeros(scenario.n_items, 1)
         report = None if progress is None else (
             lambda done, total: progress({"stage": "embedding item texts", "texts": f"{done}/{total}"}, done / total))
-        vectors, _ = text.embed_items(scenario.items, scenario.text_cache, self.params["encoder"], progress=report)
-        return torch.as_tensor(vectors, dtype=torch.float32)
+        return torch.as_tensor(scenario.item_text_vectors(self.params["encoder"], progress=report), dtype=torch.float32)
 
     def _reset(self, scenario):
         self.n_target_, self.target_items_ = scenario.n_target, None
@@ -265,7 +269,8 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         return tensors
 
     def load_state(self, scenario, tensors):
-        self.net_ = self._net(scenario, self._text(scenario))  # text vectors come from the cache, not the weights
+        # text vectors come from the cache, not the weights; the whitening fitted on them does come from the weights
+        self.net_ = self._net(scenario, self._text(scenario), fit_whitening=False)
         self.net_.load_state_dict({k: v for k, v in tensors.items()
                                    if not k.startswith(("cf.", "calibration.", "semantic."))})
         self.net_.eval()

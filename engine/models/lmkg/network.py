@@ -55,7 +55,7 @@ class Knowledge(nn.Module):
 
 class LMKGNet(nn.Module):
     def __init__(self, p: dict, text_vectors: torch.Tensor, item_domain: torch.Tensor, known: torch.Tensor,
-                 knowledge: Knowledge | None, n_domains: int):
+                 knowledge: Knowledge | None, n_domains: int, fit_whitening: bool = True):
         super().__init__()
         dim, n_items = p["dim"], len(item_domain)
         self.p = p
@@ -64,10 +64,15 @@ class LMKGNet(nn.Module):
         self.register_buffer("known", known, persistent=False)  # items with training interactions
         self.adapter = None
         if p["use_text"]:
-            mean, projection = text_space.fit_whitening(text_vectors.numpy(), p["whitening"], p["text_dim"])
+            if fit_whitening:
+                mean, projection = text_space.fit_whitening(text_vectors.numpy(), p["whitening"], p["text_dim"])
+            else:  # a trained net: load_state_dict brings the fitted ones (and whitens), so this is only their shape
+                d = text_vectors.shape[1]
+                mean, projection = torch.zeros(d), torch.zeros(d, min(p["text_dim"], d))
             self.register_buffer("text_mean", torch.as_tensor(mean))  # kept with the weights (see text_space)
             self.register_buffer("text_projection", torch.as_tensor(projection))
-            self._whiten()
+            if fit_whitening:
+                self._whiten()
             self.adapter = nn.Linear(projection.shape[1], dim)  # linear: non-linear text->ID maps hurt (ZESRec)
         self.knowledge = knowledge if p["use_kg"] else None
         self.ids = nn.Embedding(n_items, dim)
