@@ -343,7 +343,7 @@ class Store:
         with self._db() as db:
             running = db.execute("SELECT id, pid, process_start FROM runs WHERE status = 'running'").fetchall()
         for r in running:
-            if r["pid"] and not _same_process(r["pid"], r["process_start"]):
+            if r["pid"] and not same_process(r["pid"], r["process_start"]):
                 with self._db() as db:
                     db.execute("UPDATE runs SET status='failed', finished=?, error=? WHERE id=? AND status='running'",
                                (time.time(), "the process that trained it ended before it finished (killed?)", r["id"]))
@@ -450,7 +450,9 @@ def process_start(pid: int) -> str | None:
         return None
 
 
-def _same_process(pid: int, started: str | None) -> bool:
+def same_process(pid: int, started: str | None) -> bool:
+    """Whether process `pid` still runs and is the one that started at `started` (process_start), not a later
+    process given the same pid."""
     if started is not None and Path("/proc").is_dir():
         return process_start(pid) == started
     return pid_alive(pid)

@@ -4,13 +4,15 @@ Every trial is a run: the model fitted with the trial's settings on the scenario
 (Scenario.without_test), evaluated on the validation cases and stored with status "trial" (engine.runs). The TPE
 sampler is seeded by the scenario's seed, and its first trial is the model's defaults, so the best trial is never
 worse on validation than them. A trial whose validation curve (its first training stage's NDCG@10 per epoch) falls
-below the median of the earlier trials at the same epoch is pruned. The best trial's model is then evaluated on
-the test cases once, as a new finished run that Compare shows beside the others. The study's record (Store.
-study_path) is rewritten after every trial, so the dashboard and `python -m engine studies` follow it live.
+below the median of the earlier trials at the same epoch, from its fourth epoch on, is pruned. The best trial's
+model is then evaluated on the test cases once, as a new finished run that Compare shows beside the others. The
+study's record (Store.study_path) is rewritten after every trial, so the dashboard and `python -m engine studies`
+follow it live.
 """
 from __future__ import annotations
 
 import math
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -21,10 +23,11 @@ from .errors import CrossLensError
 from .jobs import clock
 from .models import MODELS
 from .request import TrainRequest
-from .store import Store, open_workspace, write_json
+from .store import Store, open_workspace, process_start, same_process, write_json
 
 SEGMENTS = ("all", "warm", "cold")  # the validation users whose NDCG@10 a study maximises
 PRUNE_AFTER = 3  # trials finished before any is pruned, so the median means something
+PRUNE_WARMUP = 3  # epochs of a trial before it may be pruned: a learning rate that starts slowly may end best
 TRIAL_ERRORS = (ValueError, RuntimeError)  # a trial that fails so (a bad combination, a diverging fit) is skipped
 
 
@@ -77,6 +80,8 @@ class Study:
     best: dict | None = None             # the best trial's number, run, value and params
     defaults_value: float | None = None  # trial 1: the model's defaults
     test_run: str | None = None          # the best trial's model evaluated on the test cases
+    pid: int = field(default_factory=os.getpid)  # the process running the study, to see that it died
+    process_start: str | None = None
 
     def save(self, store: Store) -> None:
         write_json(asdict(self), store.study_path(self.id))
@@ -95,11 +100,11 @@ def tune(request: TuneRequest, workspace=None, progress=None, on_run=None) -> di
                              f"another segment.")
     defaults = MODELS[request.train.model].defaults
     study = Study(time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], request.to_dict(),
-                  {k: space_words(s, defaults[k]) for k, s in space.items()})
+                  {k: space_words(s, defaults[k]) for k, s in space.items()}, process_start=process_start(os.getpid()))
     study.save(store)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the study's own record and progress say what happens
     search = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=request.train.seed),
-                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER))
+                                 pruner=optuna.pruners.MedianPruner(PRUNE_AFTER, PRUNE_WARMUP))
     search.enqueue_trial({k: defaults[k] for k in space})
     objective = _Objective(store, spec, request, space, sc.without_test(), study, progress, on_run, optuna)
     try:
@@ -226,8 +231,16 @@ def space_words(space, default) -> str:
 
 
 def studies(workspace=None) -> list[dict]:
-    """Every tuning study's record, oldest first."""
-    return open_workspace(workspace).studies()
+    """Every tuning study's record, oldest first; one still 'running' whose process is gone (killed, or the
+    machine restarted) is marked failed first."""
+    store = open_workspace(workspace)
+    found = store.studies()
+    for record in found:
+        pid = record.get("pid")  # records written before studies kept their process have none to check
+        if record["status"] == "running" and pid and not same_process(pid, record["process_start"]):
+            record.update(status="failed", message="the tuning process ended before the study finished (killed?)")
+            write_json(record, store.study_path(record["id"]))
+    return found
 
 
 def read_study(study_id: str, workspace=None) -> dict:

@@ -19,6 +19,7 @@ file ties them together in `embed_items` and is what every caller imports (`from
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from .encoder import _ENCODERS as _ENCODERS  # tests reach the process-wide enco
 from .encoder import (BUNDLED, DEFAULT_ENCODER, DEFAULT_MAX_SEQ_LENGTH, Progress, TextEncoder, get_encoder,
                       resolve_encoder)
 from .encoder import _key_prefix
+from .. import kg
+from . import item_text
 from .item_text import item_texts, without_shared_levels
 
 __all__ = ["BUNDLED", "DEFAULT_ENCODER", "DEFAULT_MAX_SEQ_LENGTH", "EmbeddingCache", "Progress", "TextEncoder",
@@ -42,11 +45,34 @@ def embed_items(items: pd.DataFrame, cache_folder=None, encoder: str = DEFAULT_E
     """(n_items, dim) float32 embeddings of item_texts(items), through the cache in `cache_folder` (a workspace's
     Store.text_cache; default: the default workspace's)."""
     root = Path(cache_folder) if cache_folder is not None else workspace_path() / TEXT_CACHE
-    cache, texts = EmbeddingCache(root), item_texts(items)
-    started = time.perf_counter()
-    hit = cache.cached(_key_prefix(encoder, resolve_encoder(encoder)), texts)
+    cache, started = EmbeddingCache(root), time.perf_counter()
+    # Building the texts of a large catalogue takes seconds; the hashes of a table seen before are stored.
+    fingerprint = table_fingerprint(items)
+    hashes = cache.table_hashes(fingerprint)
+    texts = None
+    if hashes is None:
+        texts = item_texts(items)
+        hashes = [text_hash(str(t)) for t in texts]
+    hit = cache.cached(_key_prefix(encoder, resolve_encoder(encoder)), hashes)
     if hit is not None:  # loading the encoder costs seconds; all vectors are known already
-        return hit[0], {"hits": len(set(texts)), "misses": 0, "texts": len(texts),
+        if texts is not None:
+            cache.store_table(fingerprint, hashes)
+        return hit[0], {"hits": len(set(hashes)), "misses": 0, "texts": len(hashes),
                         "seconds": time.perf_counter() - started, "key": hit[1]}
+    texts = item_texts(items) if texts is None else texts
     text_encoder = get_encoder(encoder, artifact_dir=root / "models")
-    return cache.get_or_compute(text_encoder, texts, progress=progress)
+    vectors, stats = cache.get_or_compute(text_encoder, texts, progress=progress)
+    cache.store_table(fingerprint, hashes)
+    return vectors, stats
+
+
+def table_fingerprint(items: pd.DataFrame) -> bytes:
+    """A hash of the whole item table (every column's name and value, the rows' order, computed on whole columns)
+    and of the code that turns it into texts (item_text.py and the kg.py it reads attribute columns with): the
+    texts are a function of these alone, so a change to either rule is a new fingerprint."""
+    digest = hashlib.blake2b(digest_size=16)
+    for module in (item_text, kg):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update("\x1f".join(map(str, items.columns)).encode("utf-8"))
+    digest.update(pd.util.hash_pandas_object(items, index=False).to_numpy().tobytes())
+    return digest.digest()

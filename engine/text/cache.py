@@ -24,6 +24,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS encoders (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, dim INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS vectors (encoder INTEGER NOT NULL REFERENCES encoders(id), text_hash BLOB NOT NULL,
                                     vec BLOB NOT NULL, PRIMARY KEY (encoder, text_hash));
+CREATE TABLE IF NOT EXISTS item_tables (fingerprint BLOB PRIMARY KEY, hashes BLOB NOT NULL);
 """
 
 
@@ -86,10 +87,20 @@ class EmbeddingCache:
             db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
                            ((eid, h, v.tobytes()) for h, v in zip(hashes, vectors)))
 
-    def cached(self, key_prefix: str, texts: list[str]) -> tuple[np.ndarray, str] | None:
-        """(embeddings of `texts` as get_or_compute returns them, their key) when every text is cached under one
-        key starting with `key_prefix`, else None: a model trained earlier is rebuilt without loading the encoder."""
-        hashes = [text_hash(str(t)) for t in texts]
+    def table_hashes(self, fingerprint: bytes) -> list[bytes] | None:
+        """The text hashes, row by row, of the item table with this fingerprint (table_fingerprint), if stored."""
+        with self._db() as db:
+            row = db.execute("SELECT hashes FROM item_tables WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        return None if row is None else [row[0][i:i + 16] for i in range(0, len(row[0]), 16)]
+
+    def store_table(self, fingerprint: bytes, hashes: list[bytes]) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO item_tables VALUES (?, ?)", (fingerprint, b"".join(hashes)))
+
+    def cached(self, key_prefix: str, hashes: list[bytes]) -> tuple[np.ndarray, str] | None:
+        """(embeddings of the texts with these hashes (text_hash), as get_or_compute returns them, their key) when
+        every one is cached under one key starting with `key_prefix`, else None: a model trained earlier is rebuilt
+        without loading the encoder."""
         unique = list(dict.fromkeys(hashes))
         with self._db() as db:
             keys = db.execute("SELECT key, dim FROM encoders WHERE substr(key, 1, ?) = ? ORDER BY id DESC",
@@ -97,8 +108,8 @@ class EmbeddingCache:
         for key, dim in keys:
             found = self.lookup(key, dim, unique)
             if len(found) == len(unique):
-                out = np.stack([found[h] for h in hashes]).astype(np.float32) if texts else np.zeros((0, dim),
-                                                                                                    np.float32)
+                out = np.stack([found[h] for h in hashes]).astype(np.float32) if hashes else np.zeros((0, dim),
+                                                                                                     np.float32)
                 return _normalise(out), key
         return None
 

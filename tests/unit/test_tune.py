@@ -6,7 +6,7 @@ from engine import evaluate, tune
 from engine.errors import CrossLensError
 from engine.models import MODELS
 from engine.request import TrainRequest
-from engine.store import Store
+from engine.store import Store, write_json
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,14 @@ def test_every_search_space_holds_the_defaults_and_lies_in_the_settings_ranges()
             ends = space.choices or (space.low, space.high)
             assert allowed is None or all(allowed.holds(type(default)(v)) for v in ends), (name, key)
             cls(**{key: type(default)(ends[-1])})  # the far end builds a model
+
+
+def test_a_study_whose_process_died_is_marked_failed_when_listed(studied):
+    ws, record, _ = studied
+    store = Store(ws)
+    dead = {**record, "id": "20990101-000000-dead00", "status": "running", "process_start": "not-this-process"}
+    write_json(dead, store.study_path(dead["id"]))
+    listed = {s["id"]: s for s in tune.studies(ws)}
+    assert listed[dead["id"]]["status"] == "failed" and "ended before" in listed[dead["id"]]["message"]
+    assert listed[record["id"]]["status"] == "done"
+    store.study_path(dead["id"]).unlink()
