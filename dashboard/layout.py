@@ -143,11 +143,10 @@ def scenario_preview(ws: str, sources: tuple, target: str, seed: int, cold: floa
     return api.scenario_preview(list(sources), target, seed, cold, ws)
 
 
-def busiest_pair(names: list[str], shared: pd.DataFrame) -> tuple[str, str]:
-    """(target, source) of the two domains that share the most users (the later name is the target)."""
-    pairs = [(shared.loc[a, b], b, a) for i, a in enumerate(names) for b in names[i + 1:]]
-    _, target, source = max(pairs, key=lambda p: p[0])  # the first of equals
-    return target, source
+def busiest_target(names: list[str], shared: pd.DataFrame) -> str:
+    """The target of the two domains that share the most users (the later name of the pair; the first of equals)."""
+    pairs = [(shared.loc[a, b], b) for i, a in enumerate(names) for b in names[i + 1:]]
+    return max(pairs, key=lambda p: p[0])[1]
 
 
 @st.cache_data(ttl=10, max_entries=64, show_spinner=False)

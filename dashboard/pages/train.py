@@ -65,7 +65,7 @@ if len(names) < 2:
 else:
     versions = tuple(d["version"] for d in datasets)
     shared = layout.shared_users(ws, versions)
-    default_target, _ = layout.busiest_pair(names, shared)
+    default_target = layout.busiest_target(names, shared)
     with st.container(border=True):
         left, right = st.columns(2)
         target = left.selectbox("Target domain (recommend here)", names, index=names.index(default_target),
