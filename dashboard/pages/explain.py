@@ -24,6 +24,9 @@ def attribution_chart(features: pd.DataFrame, method: str, title: str) -> go.Fig
         .update_layout(title=title)
 
 
+LISTED_USERS = 1000  # test users the picker lists: thousands of options slow every view of the page by a second
+
+
 def download_all(run_id: str) -> None:
     """Every user's top-K (or the top-K of users in an uploaded histories file) as a CSV or Parquet download."""
     left, mid, right = st.columns(3)
@@ -67,7 +70,8 @@ with layout.readable_errors("Explaining"):
     if not users:
         st.info(f"This run has no {segment} test users.")
         st.stop()
-    user = right.selectbox(f"User ({len(users):,} test users; type to search)", users)
+    user = right.selectbox(f"User ({len(users):,} test users; the first {min(len(users), LISTED_USERS):,} listed, or "
+                           f"type any user's id)", users[:LISTED_USERS], accept_new_options=True)
     k = st.slider("Recommendations (K)", 5, 20, 10)
 
     recs = layout.recommendations(ws, run_id, user, k)

@@ -296,3 +296,23 @@ def test_a_preset_sets_the_epochs_and_patience_it_launches_with_and_the_time_is_
     job = next(j for j in api.jobs(tmp_path) if j["spec"]["model"] == "bpr")
     assert job["spec"]["epochs"] == quick["epochs"] and job["spec"]["settings"] == {"patience": quick["patience"]}
     api.cancel_job(job["id"], tmp_path)
+
+
+def test_the_explain_page_takes_a_typed_user_id_that_is_not_listed(trained_workspace, monkeypatch):
+    ws, runs = trained_workspace
+    monkeypatch.setenv("CROSSLENS_WORKSPACE", str(ws))
+    at = open_page("explain")
+    picker = at.selectbox[1]  # lists the warm test users
+    cold = next(u for u in api.test_users(runs["lmkg"]["id"], "cold", ws) if u not in picker.options)
+
+    def typed(user: str) -> AppTest:
+        """What the browser sends for a typed value: its text as the widget's string value."""
+        picker = at.selectbox[1]
+        picker.options.append(user)  # AppTest sets a selectbox by option; the browser sends the typed text
+        return picker.set_value(user).run()
+
+    at = typed(cold)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("test case (cold)" in c.value for c in at.caption)  # scored as that user
+    at = typed("nobody-by-this-id")
+    assert any("nobody-by-this-id" in e.value for e in at.error) and not at.exception
