@@ -227,12 +227,16 @@ class Reporter:
         self.last = 0.0
         interrupt_on_sigterm()  # a cancel arrives as SIGTERM, also while the job waits
         limit = max_jobs()
-        while ahead := self.store.claim_job_slot(job_id, limit, os.getpid()):
-            self.store.update_job(job_id, only_if_active=True, pid=os.getpid(),
-                                  message=f"queued: {ahead} job(s) before it; {limit} run(s) at once "
-                                          f"(CROSSLENS_MAX_JOBS)")
-            time.sleep(QUEUE_POLL)
-            jobs(self.store)  # a job whose process died frees its slot
+        try:
+            while ahead := self.store.claim_job_slot(job_id, limit, os.getpid()):
+                self.store.update_job(job_id, only_if_active=True, pid=os.getpid(),
+                                      message=f"queued: {ahead} job(s) before it; {limit} run(s) at once "
+                                              f"(CROSSLENS_MAX_JOBS)")
+                time.sleep(QUEUE_POLL)
+                jobs(self.store)  # a job whose process died frees its slot
+        except KeyboardInterrupt:  # cancelled while waiting: say so before the process ends, or the next look by
+            self.end("cancelled", "cancelled by the user")  # another waiting job would take it for a crash
+            raise
         self.started, self.stage, self.stage_started = time.time(), None, time.time()  # the queue's wait not counted
 
     def attach(self, run_id: str) -> None:
