@@ -21,19 +21,18 @@ def estimate(request: TrainRequest, workspace=None) -> dict | None:
     store = open_workspace(workspace)
     spec, model = request.check(store)
     sizes = {d["name"]: d["n_interactions"] for d in store.datasets()}
-    domains = [spec["target"], *spec["source"]]
+    domains = _domains(spec)
     past = [r for r in store.runs() if r["status"] == "done" and r["model"] == request.model
             and not r["config"].get("derived_from") and not r["config"].get("peer")
-            and all(d in sizes for d in [r["scenario"]["target"], *r["scenario"]["source"]])]
-    same = [r for r in past if [r["scenario"]["target"], *r["scenario"]["source"]] == domains]
+            and all(d in sizes for d in _domains(r["scenario"]))]
+    same = [r for r in past if _domains(r["scenario"]) == domains]
     basis = same or past
     if not basis:
         return None
     cap = model.params.get("epochs")
     typical, most = [], []
     for r in basis:
-        scale = sum(sizes[d] for d in domains) / sum(sizes[d] for d in [r["scenario"]["target"],
-                                                                            *r["scenario"]["source"]])
+        scale = sum(sizes[d] for d in domains) / sum(sizes[d] for d in _domains(r["scenario"]))
         path = store.run_dir(r["id"]) / "curves.parquet"
         curves = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["stage", "seconds"])
         first = curves[curves["stage"] == curves["stage"].iloc[0]] if len(curves) else curves
@@ -44,3 +43,7 @@ def estimate(request: TrainRequest, workspace=None) -> dict | None:
         most.append(scale * (rest + per_epoch * (cap if cap else ran)))
     return {"seconds": float(np.median(typical)), "at_most_seconds": float(np.median(most)), "runs": len(basis),
             "same_domains": bool(same)}
+
+
+def _domains(spec: dict) -> list[str]:
+    return [spec["target"], *spec["source"]]
