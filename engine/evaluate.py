@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import metrics
+from . import distributed, metrics
 from .errors import CrossLensError
 from .scenario import CASE_SEGMENTS, MIN_WARM_TARGET, Cases, Scenario
 
@@ -94,6 +94,26 @@ def rank(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sample
     return np.concatenate(tops), np.concatenate(hits)
 
 
+def rank_shared(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sampled: int | None = None,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """rank(), shared out under torchrun (engine.distributed): each process ranks one contiguous block of whole
+    batches and every process gets every case's lists, in case order, so every process returns exactly what one
+    process computes (whole batches, because a model pads a batch's histories to its longest). Every process of the
+    group must call it. Sampled ranking is not shared out: its negatives come from one random stream through all
+    the cases in order, so each process ranks every case."""
+    me, world = distributed.rank_world()
+    if world == 1 or sampled:
+        return rank(model, scenario, cases, batch_size, sampled, seed)
+    batches = distributed.block(-(-len(cases) // batch_size), me, world)
+    rows = np.arange(batches.start * batch_size, min(batches.stop * batch_size, len(cases)))
+    if len(rows):
+        top, hits = rank(model, scenario, cases.subset(rows), batch_size)
+    else:  # fewer batches than processes
+        top, hits = np.zeros((0, TOP), np.int64), np.zeros((0, TOP), bool)
+    parts = distributed.all_gather((top, hits))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def mask_known(scores: torch.Tensor, cases: Cases, rows: np.ndarray) -> torch.Tensor:
     """The scores (on the CPU, float) with each case's known target items at -inf: they are never recommended."""
     scores = scores.float().cpu().contiguous()
@@ -131,9 +151,11 @@ def _keep_sampled(scores: torch.Tensor, relevant: np.ndarray, n: int, rng) -> to
 def evaluate(model, scenario: Scenario, split: str = "test", sampled: int | None = None,
              batch_size: int = 1024, features=None, item_buckets=ITEM_BUCKETS,
              activity_buckets=ACTIVITY_BUCKETS) -> Evaluation:
+    """The metrics of the model's lists for the split's cases. Under torchrun every process ranks its share of the
+    cases and returns the whole Evaluation, the one a single process computes (rank_shared)."""
     check_buckets(item_buckets, activity_buckets)  # before the ranking, which is the slow part
     cases = scenario.cases(split)
-    top, _ = rank(model, scenario, cases, batch_size, sampled, seed=scenario.spec["seed"])
+    top, _ = rank_shared(model, scenario, cases, batch_size, sampled, seed=scenario.spec["seed"])
     return evaluate_top(scenario, cases, top, features, item_buckets, activity_buckets)
 
 

@@ -35,8 +35,10 @@ def train(request: TrainRequest, workspace=None, progress=None, on_run=None) -> 
     sc = scenarios.build(store, spec)
     evaluate.check_scenario(sc)
     rank, _ = init_distributed()
-    if rank != 0:  # under torchrun, the other ranks help fit; rank 0 evaluates and stores the run
+    if rank != 0:  # under torchrun, the other ranks help fit and rank the test cases; rank 0 stores the run
         recommender.fit(sc)
+        if not request.sampled:  # sampled ranking is not shared out (evaluate.rank_shared): rank 0 does it all
+            evaluate.evaluate(recommender, sc, "test")
         return {}
     record = fit_and_store(store, spec, request, recommender, sc, progress, on_run)
     if request.maps and learns_vectors(type(recommender)):  # after the run is stored: `engine map` can redo them

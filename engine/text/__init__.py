@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import distributed
 from ..store import TEXT_CACHE, workspace_path
 from .cache import EmbeddingCache, text_hash
 from .encoder import _ENCODERS as _ENCODERS  # tests reach the process-wide encoders as text._ENCODERS
@@ -54,15 +55,18 @@ def embed_items(items: pd.DataFrame, cache_folder=None, encoder: str = DEFAULT_E
         texts = item_texts(items)
         hashes = [text_hash(str(t)) for t in texts]
     hit = cache.cached(_key_prefix(encoder, resolve_encoder(encoder)), hashes)
-    if hit is not None:  # loading the encoder costs seconds; all vectors are known already
-        if texts is not None:
+    writer = distributed.rank_world()[0] == 0  # under torchrun rank 0 alone writes the cache
+    if distributed.everyone(hit is not None):  # loading the encoder costs seconds; all vectors are known already
+        if texts is not None and writer:
             cache.store_table(fingerprint, hashes)
         return hit[0], {"hits": len(set(hashes)), "misses": 0, "texts": len(hashes),
                         "seconds": time.perf_counter() - started, "key": hit[1]}
     texts = item_texts(items) if texts is None else texts
-    text_encoder = get_encoder(encoder, artifact_dir=root / "models")
+    with distributed.rank_zero_first():  # under torchrun rank 0 exports the fast model, the others read its file
+        text_encoder = get_encoder(encoder, artifact_dir=root / "models")
     vectors, stats = cache.get_or_compute(text_encoder, texts, progress=progress)
-    cache.store_table(fingerprint, hashes)
+    if writer:
+        cache.store_table(fingerprint, hashes)
     return vectors, stats
 
 

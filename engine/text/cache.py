@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import distributed
 from .encoder import Progress, TextEncoder, _normalise
 
 
@@ -115,8 +116,13 @@ class EmbeddingCache:
 
     def get_or_compute(self, encoder: TextEncoder, texts: list[str],
                        progress: Progress = None) -> tuple[np.ndarray, dict]:
-        """Embeddings of `texts` in input order ((n, dim) float32, L2-normalised); computes only the misses."""
+        """Embeddings of `texts` in input order ((n, dim) float32, L2-normalised); computes only the misses.
+
+        Under torchrun (engine.distributed; every process calls it with the same texts) the processes share out
+        the encoding of the misses (TextEncoder.encode), rank 0 alone writes them, and every process returns the
+        same vectors, exactly one process's."""
         started = time.perf_counter()
+        rank, world = distributed.rank_world()
         hashes = [text_hash(str(t)) for t in texts]
         first: dict[bytes, str] = {}
         for h, t in zip(hashes, texts):
@@ -124,11 +130,15 @@ class EmbeddingCache:
         unique = list(first)
         found = self.lookup(encoder.key, encoder.dim, unique)
         missing = [h for h in unique if h not in found]
+        if world > 1:  # all encode the same chunks: a text that any process misses is missing
+            missed = set().union(*distributed.all_gather(missing))
+            missing = [h for h in unique if h in missed]
         for start in range(0, len(missing), self.CHUNK):
             chunk = missing[start:start + self.CHUNK]
             step = None if progress is None else (lambda done, _n, s=start: progress(s + done, len(missing)))
-            vectors = encoder.encode([first[h] for h in chunk], progress=step).astype(np.float16)
-            self.store(encoder.key, chunk, vectors)
+            vectors = encoder.encode([first[h] for h in chunk], progress=step, shared=world > 1).astype(np.float16)
+            if rank == 0:
+                self.store(encoder.key, chunk, vectors)
             found.update(zip(chunk, vectors))
         out = np.zeros((len(texts), encoder.dim), np.float32)
         if texts:

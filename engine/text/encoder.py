@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import distributed
 from ..device import cpu_threads, default_device
 
 DEFAULT_ENCODER = "minilm"
@@ -258,8 +259,14 @@ class TextEncoder:
         with torch.inference_mode():
             return self._run_torch(ids, mask)
 
-    def encode(self, texts: list[str], batch_size: int = 32, progress: Progress = None) -> np.ndarray:
-        """(n, dim) float32, L2-normalised, in input order. Texts longer than max_seq_length tokens are cut."""
+    def encode(self, texts: list[str], batch_size: int = 32, progress: Progress = None,
+               shared: bool = False) -> np.ndarray:
+        """(n, dim) float32, L2-normalised, in input order. Texts longer than max_seq_length tokens are cut.
+
+        `shared` under torchrun (engine.distributed; every process calls it with the same texts): each process
+        encodes every W-th batch and all get every vector. A text's vector depends on the texts it is batched with
+        (the padding, and int8 activations quantized per batch: up to 0.03 apart), so only whole batches of the
+        one-process order are shared out, and the vectors are exactly one process's."""
         n = len(texts)
         out = np.zeros((n, self.dim), np.float32)
         if n == 0:
@@ -270,6 +277,9 @@ class TextEncoder:
         lengths = np.fromiter(map(len, ids), np.int64, n)
         order = np.argsort(-lengths, kind="stable")  # longest first: the memory peak comes at once, padding is minimal
         batches = [order[start:start + batch_size] for start in range(0, n, batch_size)]
+        rank, world = distributed.rank_world() if shared else (0, 1)
+        batches = batches[rank::world]  # strided: the long batches come first, so every process gets some
+        mine = sum(map(len, batches))
         done, lock = [0], threading.Lock()
 
         def lane(k: int) -> None:  # batches k, k + lanes, ... (onnxruntime releases the GIL while it runs)
@@ -279,7 +289,7 @@ class TextEncoder:
                 if progress is not None:
                     with lock:
                         done[0] += len(rows)
-                        progress(done[0], n)
+                        progress(done[0] * n // mine, n)  # this process's share done stands for all of them
 
         if len(self._lanes) > 1:
             with ThreadPoolExecutor(len(self._lanes)) as pool:
@@ -287,6 +297,10 @@ class TextEncoder:
         else:
             with _torch_threads(self.threads):
                 lane(0)
+        if world > 1:
+            rows = np.concatenate(batches) if batches else np.zeros(0, np.int64)
+            for theirs, vectors in distributed.all_gather((rows, out[rows])):
+                out[theirs] = vectors
         return _normalise(out)
 
 
