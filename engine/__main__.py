@@ -79,6 +79,16 @@ def parser() -> argparse.ArgumentParser:
                    help="store over an existing domain of this name (runs trained on the old version keep it)")
     s.set_defaults(func=cmd_ingest)
 
+    s = sub.add_parser("generate", parents=[common], help="write a seeded synthetic two-domain dataset in the upload "
+                                                          "format, a multiple of the shipped one's size")
+    s.add_argument("--scale", type=float, required=True, help="users, items and interactions as a multiple of the "
+                                                              "shipped dataset's (1: about 208k interactions)")
+    s.add_argument("--out", required=True, help="folder to write {domain}.parquet and {domain}_items.parquet into")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--domains", default="arts,office", help="the two domains' names, comma-separated (default "
+                                                            "arts,office: the first is shaped like arts)")
+    s.set_defaults(func=cmd_generate)
+
     s = sub.add_parser("datasets", parents=[common], help="list datasets")
     s.set_defaults(func=cmd_datasets)
 
@@ -283,6 +293,16 @@ def cmd_ingest(args):
         print(f"warning: {warning}", file=sys.stderr)
     emit(args, record, f"ingested '{record['name']}': {record['n_users']} users, {record['n_items']} items, "
                        f"{record['n_interactions']} interactions, {record['n_triples']} triples")
+
+
+def cmd_generate(args):
+    from . import generate
+    summary = generate.generate(args.scale, args.out, args.seed, args.domains.split(","))
+    emit(args, summary, table([[d, v["users"], v["items"], v["items_never_bought"], v["interactions"]]
+                               for d, v in summary["domains"].items()],
+                              ["domain", "users", "items", "never bought", "interactions"]) +
+         f"\n{summary['shared_users']} users in both domains; written to {summary['folder']} in "
+         f"{summary['seconds']:.1f} s (seed {summary['seed']})")
 
 
 def cmd_datasets(args):
