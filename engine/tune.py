@@ -105,7 +105,7 @@ def tune(request: TuneRequest, workspace=None, progress=None, on_run=None) -> di
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the study's own record and progress say what happens
     search = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=request.train.seed),
                                  pruner=optuna.pruners.MedianPruner(PRUNE_AFTER, PRUNE_WARMUP))
-    search.enqueue_trial({k: defaults[k] for k in space})
+    search.enqueue_trial({k: defaults[k] for k in space if defaults[k] is not None})  # None: chosen in fit
     objective = _Objective(store, spec, request, space, sc.without_test(), study, progress, on_run, optuna)
     try:
         search.optimize(objective, n_trials=request.trials, catch=TRIAL_ERRORS,
@@ -148,7 +148,9 @@ class _Objective:
 
     def __call__(self, trial) -> float:
         defaults = MODELS[self.request.train.model].defaults
-        params = {k: _suggest(trial, k, s, defaults[k]) for k, s in self.space.items()}
+        # trial 1 is the defaults: a setting whose default is None (chosen by the model on validation) stays None
+        params = {k: None if trial.number == 0 and defaults[k] is None else _suggest(trial, k, s, defaults[k])
+                  for k, s in self.space.items()}
         request = replace(self.request.train, settings={**self.request.train.settings, **params}, maps=False)
         entry = {"number": trial.number + 1, "params": params, "state": "running", "run": None, "value": None,
                  "curve": [], "seconds": None}
@@ -218,16 +220,17 @@ class _Objective:
 def _suggest(trial, name: str, space, default):
     if space.choices:
         return trial.suggest_categorical(name, list(space.choices))
-    if isinstance(default, int) and not isinstance(default, bool):
+    if isinstance(default if default is not None else space.low, int) and not isinstance(default, bool):
         return trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
     return trial.suggest_float(name, float(space.low), float(space.high), log=space.log)
 
 
 def space_words(space, default) -> str:
     """Where a setting is drawn from, in words, e.g. "0.001 to 0.05 (log scale), default 0.005"."""
+    said = "chosen on validation" if default is None else f"{default:g}" if not space.choices else str(default)
     if space.choices:
-        return "one of " + ", ".join(map(str, space.choices)) + f", default {default}"
-    return f"{space.low:g} to {space.high:g}{' (log scale)' if space.log else ''}, default {default:g}"
+        return "one of " + ", ".join(map(str, space.choices)) + f", default {said}"
+    return f"{space.low:g} to {space.high:g}{' (log scale)' if space.log else ''}, default {said}"
 
 
 def studies(workspace=None) -> list[dict]:

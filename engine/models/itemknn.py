@@ -1,6 +1,9 @@
 """Item-item cosine over the training interactions of all domains; target items scored from the whole history.
 
 Because it scores from the history (any domain), it serves cold-start users through items they had in the source.
+The shrinkage (damping pairs that co-occur rarely) and the neighbourhood size matter as much as the model: left
+unset, they are chosen by NDCG@10 on validation over NEIGHBOURS x SHRINKS, so the baseline is as strong as its
+family allows (and lmkg's co-occurrence channel is chosen the same way).
 """
 from __future__ import annotations
 
@@ -8,21 +11,32 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from ..evaluate import mask_known, ndcg_sum
+from ..scenario import CASE_SEGMENTS
 from .base import Explainable, Recommender
+from .content import validation_cases
 from .settings import COUNT, NON_NEGATIVE, Space
+
+NEIGHBOURS = (100, 300, 1000)
+SHRINKS = (0.0, 10.0, 30.0, 100.0)
+BATCH = 1024
 
 
 class ItemKNN(Explainable, Recommender):
     name = "itemknn"
     description = "item-to-item co-occurrence over all domains"
     uses_history = True
-    defaults = {"neighbours": 100, "shrink": 0.0}
+    defaults = {"neighbours": None, "shrink": None}
     ranges = {"neighbours": COUNT, "shrink": NON_NEGATIVE}
-    search = {"neighbours": Space(10, 1000, log=True), "shrink": Space(0, 100)}
-    help = {"shrink": "damps the similarity of items that co-occur rarely (0: plain cosine)"}
+    search = {"neighbours": Space(10, 1000, log=True), "shrink": Space(0.0, 100.0)}
+    help = {"neighbours": "similar items kept per item; empty: chosen on validation",
+            "shrink": "damps the similarity of items that co-occur rarely (0: plain cosine); empty: chosen on "
+                      "validation"}
 
     def fit(self, scenario, progress=None):
-        self.similarity_ = similarity(scenario, self.params["neighbours"], self.params["shrink"])
+        self.similarity_, self.chosen_ = choose_similarity(scenario, self.params["neighbours"], self.params["shrink"])
+        if progress:
+            progress({"stage": "settings chosen on validation", **self.chosen_}, 1.0)
         return self
 
     def score(self, batch):
@@ -46,14 +60,51 @@ class ItemKNN(Explainable, Recommender):
 
 def similarity(scenario, neighbours: int, shrink: float = 0.0) -> sparse.csr_matrix:
     """(all items x target items) cosine of co-occurrence in training histories, each row's top `neighbours`."""
+    return _keep_top(_shrunk(*_cooccurrence(scenario), shrink), neighbours)
+
+
+def choose_similarity(scenario, neighbours: int | None = None, shrink: float | None = None
+                      ) -> tuple[sparse.csr_matrix, dict]:
+    """The similarity with the given settings; an unset one chosen by item-kNN's NDCG@10 on the validation cases
+    of both segments (content.validation_cases); of equals, the first tried (less shrinkage, then more
+    neighbours). Returns it and the settings."""
+    shrinks = SHRINKS if shrink is None else (float(shrink),)
+    sizes = NEIGHBOURS if neighbours is None else (int(neighbours),)
+    co, counts = _cooccurrence(scenario)
+    if len(shrinks) * len(sizes) == 1:
+        return _keep_top(_shrunk(co, counts, shrinks[0]), sizes[0]), {"neighbours": sizes[0], "shrink": shrinks[0]}
+    cases = [validation_cases(scenario, s) for s in CASE_SEGMENTS]
+    chunks = [(c, rows, scenario.batch(c, rows).history) for c in cases if len(c)
+              for rows in np.array_split(np.arange(len(c)), -(-len(c) // BATCH))]  # none: the first candidate
+    best = None
+    for s in shrinks:
+        widest = _keep_top(_shrunk(co, counts, s), max(sizes))
+        for k in sorted(sizes, reverse=True):
+            sim = widest if k == max(sizes) else _keep_top(widest, k)
+            total = sum(ndcg_sum(mask_known(history_scores(h, sim), c, rows), c, rows) for c, rows, h in chunks)
+            if best is None or total > best[0] + 1e-9:
+                best = (total, (s, k), sim)
+    (s, k), sim = best[1], best[2]
+    return sim, {"neighbours": k, "shrink": s}
+
+
+def _cooccurrence(scenario) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """(all items x target items) co-occurrence counts in training histories (no self pairs), and each item's
+    number of training interactions."""
     x = scenario.train_matrix().tocsc()
     counts = np.asarray(x.sum(0)).ravel()
     co = (x.T @ x[:, : scenario.n_target]).tocsr()
     co.setdiag(0)
     co.eliminate_zeros()
-    rows = np.repeat(np.arange(co.shape[0]), np.diff(co.indptr))
-    co.data = co.data / (np.sqrt(counts[rows] * counts[co.indices]) + shrink)
-    return _keep_top(co, neighbours)
+    return co, counts
+
+
+def _shrunk(co: sparse.csr_matrix, counts: np.ndarray, shrink: float) -> sparse.csr_matrix:
+    """Cosine of the co-occurrence counts, its denominator raised by `shrink`."""
+    out = co.copy()
+    rows = np.repeat(np.arange(out.shape[0]), np.diff(out.indptr))
+    out.data = out.data / (np.sqrt(counts[rows] * counts[out.indices]) + shrink)
+    return out
 
 
 def history_scores(history: torch.Tensor, sim: sparse.csr_matrix) -> torch.Tensor:

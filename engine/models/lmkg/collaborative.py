@@ -1,4 +1,5 @@
-"""LMKG's collaborative channel: the history's item-item co-occurrence (engine.models.itemknn, all domains).
+"""LMKG's collaborative channel: the history's item-item co-occurrence (engine.models.itemknn, all domains; its
+neighbourhood size and shrinkage chosen on validation as itemknn chooses them).
 
 The network generalises through text and knowledge; this channel keeps the exact "bought X, then Y" evidence a
 64-d vector blurs. It stays sparse: it touches only the target items the histories' neighbourhoods reach, and

@@ -20,12 +20,12 @@ from .network import Knowledge, LMKGNet
 DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.2, "negatives": 1024,
             "temperature": 0.1, "lr": 0.001, "weight_decay": 0.0, "epochs": 30, "patience": 3, "batch_size": 64,
             "seed": 0, "text_dim": 128, "whitening": 0.5, "target_view": 0.5, "use_text": True, "use_kg": True,
-            "use_source": True, "use_cf": True, "cold_windows": True, "neighbours": 100, "kg_hops": 2,
-            "encoder": text.DEFAULT_ENCODER}
+            "use_source": True, "use_cf": True, "cold_windows": True, "neighbours": None, "shrink": None,
+            "kg_hops": 2, "encoder": text.DEFAULT_ENCODER}
 RANGES = {"dim": COUNT, "layers": COUNT, "heads": COUNT, "max_history": COUNT, "dropout": Range(0, 0.95),
           "negatives": COUNT, "temperature": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "epochs": COUNT,
           "patience": COUNT, "batch_size": COUNT, "seed": SEED, "text_dim": COUNT, "whitening": FRACTION,
-          "target_view": FRACTION, "neighbours": COUNT, "kg_hops": Range(1, 2)}
+          "target_view": FRACTION, "neighbours": COUNT, "shrink": NON_NEGATIVE, "kg_hops": Range(1, 2)}
 SEARCH = {"dim": Space(choices=(32, 64, 128)), "lr": Space(2e-4, 5e-3, log=True), "dropout": Space(0, 0.5),
           "temperature": Space(0.03, 0.3, log=True), "weight_decay": Space(0, 0.1), "whitening": Space(0, 1),
           "target_view": Space(0, 1)}  # dim: multiples of the default heads
@@ -43,6 +43,8 @@ HELP = {
     "use_source": "read source-domain histories (off: 'lmkg -source', target only)",
     "use_cf": "add the item co-occurrence channel (off: 'lmkg -cf', the network alone)",
     "cold_windows": "also train on source-only histories that predict a target item, like a cold user's case",
+    "neighbours": "similar items the co-occurrence channel keeps per item; empty: chosen on validation (as itemknn)",
+    "shrink": "damping of rare co-occurrences in the collaborative channel; empty: chosen on validation (as itemknn)",
     "kg_hops": "how far entity links reach: 1, an item's own attributes; 2, also what those link to",
 }
 CALIBRATION_KEYS = {False: "calibration.network", True: "calibration.cf"}  # use_cf -> its calibration's weights key
@@ -134,7 +136,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         after fit, and in load_state when api.derive switched use_cf on a trained run."""
         use_cf = bool(self.params["use_cf"])
         if use_cf and self.cf_ is None:
-            self.cf_ = itemknn.similarity(scenario, self.params["neighbours"])
+            self.cf_, _ = itemknn.choose_similarity(scenario, self.params["neighbours"], self.params["shrink"])
         if use_cf not in self.calibration_:
             self.calibration_[use_cf] = calibration.calibrate(self, scenario, use_cf=use_cf)
 
