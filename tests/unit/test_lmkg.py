@@ -65,15 +65,19 @@ def test_item_representations_are_kept_while_the_weights_stay_fixed(lmkg, small_
         assert torch.allclose(net.item_table, table)
 
 
-def test_score_is_the_network_plus_the_offset_the_co_occurrence_and_the_text_channel(lmkg, small_scenario):
+@pytest.mark.parametrize("text_view", [0.0, 1.0])
+def test_score_is_the_network_plus_the_offset_the_co_occurrence_and_the_text_channel(lmkg, small_scenario, text_view):
     from engine.models import itemknn
+    from engine.models.lmkg import calibration, windows
     sc = small_scenario
     history = sc.batch(sc.test, np.arange(40), max_history=20).history
+    chosen = lmkg.calibration_[True].clone()
+    lmkg.calibration_[True][0, calibration.COLUMNS.index("text_view")] = text_view  # warm rows: as if so calibrated
     with torch.no_grad():
         lmkg.prepare()
         visible = lmkg.visible(history)
         mixed, target = lmkg.views(visible)
-        gate, weight, offset, text_weight = lmkg._settings(visible)
+        gate, weight, offset, text_weight, view = lmkg._settings(visible)
         users = torch.nn.functional.normalize((1 - gate[:, None]) * mixed + gate[:, None] * target, dim=-1)
         network = users @ lmkg.target_items_.T / lmkg.params["temperature"] + lmkg.target_bias_
         std = network.std(1)
@@ -81,11 +85,14 @@ def test_score_is_the_network_plus_the_offset_the_co_occurrence_and_the_text_cha
         dense = itemknn.history_scores(visible, lmkg.cf_)
         top = dense.max(1).values.clamp(min=1e-6)
         new = ~lmkg.net_.known[: sc.n_target]
-        text = lmkg.semantic_.score(scenarios.Batch(torch.zeros(40, dtype=torch.long), visible))
+        read = torch.where(view[:, None] > 0, windows.target_only(visible, sc.n_target), visible)
+        assert (view > 0).any() == bool(text_view)  # the warm rows' text channel reads their target items alone
+        text = lmkg.semantic_.score(scenarios.Batch(torch.zeros(40, dtype=torch.long), read))
         expected = network + (offset * std)[:, None] * new + (weight * std)[:, None] * dense / top[:, None] \
             + (text_weight * std)[:, None] * text
-        assert torch.allclose(lmkg.score(scenarios.Batch(torch.zeros(40, dtype=torch.long), history)), expected,
-                              atol=1e-4)
+        scores = lmkg.score(scenarios.Batch(torch.zeros(40, dtype=torch.long), history))
+    lmkg.calibration_[True] = chosen
+    assert torch.allclose(scores, expected, atol=1e-4)
 
 
 def test_calibration_is_chosen_on_validation_cases_only(lmkg, small_scenario):
@@ -93,9 +100,12 @@ def test_calibration_is_chosen_on_validation_cases_only(lmkg, small_scenario):
     sc = small_scenario
     for use_cf, table in lmkg.calibration_.items():
         assert table.shape == (2, len(calibration.COLUMNS))
-        for gate, cf, new, text in table.tolist():
+        for gate, cf, new, text, view in table.tolist():
             assert gate in calibration.GATES and new in calibration.NEW_OFFSETS and text in calibration.TEXT_WEIGHTS
-            assert cf in (calibration.CF_WEIGHTS if use_cf else (0.0,))
+            assert cf in (calibration.CF_WEIGHTS if use_cf else (0.0,)) and view in calibration.TEXT_VIEWS
+        assert table[1, calibration.COLUMNS.index("text_view")] == 0  # a cold user has no target item to read
+    # a calibration stored before the text view existed loads as the whole-history channel it was made with
+    assert torch.equal(calibration.completed(table[:, :4]), torch.cat([table[:, :4], torch.zeros(2, 1)], 1))
     # the test cases play no part: calibrating on a scenario whose test cases are gone gives the same choice
     blind = copy.copy(sc)
     blind.test = sc.test.subset(np.zeros(0, dtype=np.int64))

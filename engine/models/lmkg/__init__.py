@@ -7,7 +7,8 @@
 - windows.py: training windows in three views (mixed, target-only, cold start).
 - collaborative.py: the history's item co-occurrence as a sparse channel beside the network (the frozen-text
   channel beside it is engine.models.content).
-- calibration.py: the view gate, the channels' weights and the new-item offset, chosen on validation per segment.
+- calibration.py: the view gate, the channels' weights, the text channel's history view and the new-item offset,
+  chosen on validation per segment.
 - model.py: the estimator (fit, score, state); explain_hooks.py: re-scoring perturbations for engine.explain.
 """
 from .calibration import CF_WEIGHTS  # noqa: F401

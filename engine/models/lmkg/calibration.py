@@ -6,7 +6,9 @@
 - cf: the collaborative channel's weight, in network standard deviations at the channel's best item.
 - new: an offset for items nobody had in training, in the same units: how much the catalogue's never-bought
   items deserve beyond what their content path scores;
-- text: the frozen-text channel's weight (network standard deviations per unit of its cosine score).
+- text: the frozen-text channel's weight (network standard deviations per unit of its cosine score);
+- text_view: whether that channel reads a warm user's whole history (0) or their target items alone (1): text
+  similarity to source items can pull a warm user's list away from what their target history says.
 Coordinate search over small grids (each coordinate's candidates share one pass over the cases).
 """
 from __future__ import annotations
@@ -21,7 +23,9 @@ GATES = (0.0, 0.25, 0.5, 0.75, 1.0)
 CF_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 NEW_OFFSETS = (-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 TEXT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-COLUMNS = ("gate", "cf", "new", "text")  # a calibration tensor is (len(CASE_SEGMENTS), len(COLUMNS))
+TEXT_VIEWS = (0.0, 1.0)
+COLUMNS = ("gate", "cf", "new", "text", "text_view")  # a calibration tensor is (len(CASE_SEGMENTS), len(COLUMNS))
+SWITCHES = ("gate", "text_view")  # columns that change the scores a candidate is added to, not a channel's weight
 CHUNK = 1024
 
 
@@ -30,8 +34,13 @@ def neutral() -> torch.Tensor:
     return torch.zeros(len(CASE_SEGMENTS), len(COLUMNS))
 
 
+def completed(table: torch.Tensor) -> torch.Tensor:
+    """A stored calibration with the columns added since it was made at 0 (what the run was calibrated as)."""
+    return torch.cat([table, neutral()[:, table.shape[1]:]], 1)
+
+
 def calibrate(model, scenario, use_cf: bool) -> torch.Tensor:
-    """(2, 4) gate, cf weight, new-item offset and text weight for warm and cold users, by NDCG@10 on
+    """(2, 5) gate, cf weight, new-item offset, text weight and text view for warm and cold users, by NDCG@10 on
     validation."""
     chosen = neutral()
     use_text = model.semantic_ is not None
@@ -39,10 +48,11 @@ def calibrate(model, scenario, use_cf: bool) -> torch.Tensor:
         cases = scenario.valid.subset(np.flatnonzero(scenario.valid.segment == segment))
         if len(cases) == 0:
             continue
-        views = _views(model, scenario, cases, use_cf)
+        views = _views(model, scenario, cases, use_cf, text_views=use_text and segment == "warm")
         setting = dict.fromkeys(COLUMNS, 0.0)
         channels = ([("cf", CF_WEIGHTS)] if use_cf else []) + ([("text", TEXT_WEIGHTS)] if use_text else [])
-        stages = [("gate", GATES), *channels, ("new", NEW_OFFSETS), *channels]
+        view = [("text_view", TEXT_VIEWS)] if use_text and segment == "warm" else []  # a cold user has no target item
+        stages = [("gate", GATES), *channels, *view, ("new", NEW_OFFSETS), *channels, *view]
         for name, grid in stages:
             totals = _ndcg_totals(model, cases, views, setting, name, grid)
             setting[name] = _best(grid, totals)
@@ -57,33 +67,37 @@ def _best(grid, totals) -> float:
     return min(tied, key=abs)
 
 
-def _views(model, scenario, cases, use_cf: bool) -> list[tuple]:
-    """Per chunk of cases: the rows, the users' vectors in both views and the channels' scores, computed once."""
+def _views(model, scenario, cases, use_cf: bool, text_views: bool) -> list[tuple]:
+    """Per chunk of cases: the rows, the users' vectors in both views and the channels' scores (the text channel's
+    from the whole history and, with text_views, from the target items alone), computed once."""
     out = []
     with torch.no_grad():
         for lo in range(0, len(cases), CHUNK):
             rows = np.arange(lo, min(lo + CHUNK, len(cases)))
             history = model.visible(scenario.batch(cases, rows).history.to(model.device))
-            out.append((rows, *model.views(history), model.cf_rows(history) if use_cf else None,
-                        model.semantic_rows(history)))
+            whole = torch.zeros(len(rows), dtype=torch.bool)
+            texts = (model.semantic_rows(history, whole), model.semantic_rows(history, ~whole) if text_views else None)
+            out.append((rows, *model.views(history), model.cf_rows(history) if use_cf else None, texts))
     return out
 
 
 def _ndcg_totals(model, cases, views, setting, name, grid) -> np.ndarray:
-    """Total validation NDCG@10 of each value of column `name` (the other columns as in `setting`). The gate
-    changes the network's scores; any other column adds one channel to scores that stay the same, so those are
-    computed (and masked) once per chunk and each candidate only adds its channel."""
+    """Total validation NDCG@10 of each value of column `name` (the other columns as in `setting`). A switch (the
+    gate, the text view) changes what the candidates are added to; any other column adds one channel to scores that
+    stay the same, so those are computed (and masked) once per chunk and each candidate only adds its channel."""
     totals = np.zeros(len(grid))
     # reused by every chunk and trial: a fresh (CHUNK, n_target) tensor each time costs more in page faults than
     # the arithmetic
     network, trial = torch.empty(CHUNK, model.n_target_), torch.empty(CHUNK, model.n_target_)
     with torch.no_grad():
-        for rows, mixed, target, cf, semantic in views:
+        for rows, mixed, target, cf, texts in views:
             column = {c: torch.full((len(rows),), float(setting[c])) for c in COLUMNS}
-            if name == "gate":
+            semantic = texts[int(setting["text_view"])]
+            if name in SWITCHES:
                 for j, value in enumerate(grid):
-                    scores, std = model.network_scores(mixed, target, torch.full((len(rows),), float(value)),
-                                                       out=network[: len(rows)])
+                    gate = torch.full((len(rows),), float(value)) if name == "gate" else column["gate"]
+                    semantic = texts[int(value)] if name == "text_view" else semantic
+                    scores, std = model.network_scores(mixed, target, gate, out=network[: len(rows)])
                     scores = model.add_channels(scores, std, cf, semantic, column["cf"], column["new"], column["text"])
                     totals[j] += ndcg_sum(mask_known(scores, cases, rows), cases, rows)
                 continue

@@ -51,7 +51,7 @@ class ExplanationHooks(Explainable):
         if rows.shape[1] == 0:  # as recommend() does for an empty history: one padding column
             rows = torch.full((len(rows), 1), -1, dtype=torch.long, device=device)
         rows = self.visible(rows)
-        gate, weight, offset, semantic = self._settings(rows)
+        gate, weight, offset, semantic, text_view = self._settings(rows)
         mixed, target = self.views(rows, gate)
         gate = gate.to(mixed)[:, None]
         users = F.normalize((1 - gate) * mixed + gate * target, dim=-1)
@@ -63,8 +63,11 @@ class ExplanationHooks(Explainable):
         if self.cf_ is not None and self.params["use_cf"]:
             scores = scores + weight.to(std) * std * collaborative.item_scores(rows, self.cf_, item)
         if self.semantic_ is not None:
-            # the explainer hands in the visible history (engine.explain cuts it as visible() does)
-            text = self.semantic_.score_perturbed(history.cpu(), item, keep_history.cpu(), keep_entities[:, :0].cpu())
+            # the explainer hands in the visible history (engine.explain cuts it as visible() does); a row whose
+            # text channel reads the target items alone keeps no source position there
+            keep_text, target = keep_history.cpu(), history.cpu() < self.n_target_
+            keep_text = torch.where((text_view > 0).cpu()[:, None], keep_text & target, keep_text)
+            text = self.semantic_.score_perturbed(history.cpu(), item, keep_text, keep_entities[:, :0].cpu())
             scores = scores + semantic.to(std) * std * text.to(std)
         return scores
 

@@ -157,10 +157,11 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
 
     def score(self, batch):
         history = self.visible(batch.history.to(self.device))
-        gate, weight, offset, semantic = self._settings(history)
+        gate, weight, offset, semantic, text_view = self._settings(history)
         mixed, target = self.views(history, gate)
         cf = self.cf_rows(history) if self.cf_ is not None and self.params["use_cf"] else None
-        return self.combine(mixed, target, cf, self.semantic_rows(history), gate, weight, offset, semantic)
+        return self.combine(mixed, target, cf, self.semantic_rows(history, text_view > 0), gate, weight, offset,
+                            semantic)
 
     def visible(self, history):
         """The (left-aligned, -1 padded) histories as the network sees them: target items only without use_source,
@@ -190,15 +191,19 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
     def cf_rows(self, history):
         return collaborative.unit_rows(history, self.cf_)
 
-    def semantic_rows(self, history):
-        """(batch, n_target) the frozen-text channel's scores of the (visible) histories; None without it."""
+    def semantic_rows(self, history, target_only: torch.Tensor | None = None):
+        """(batch, n_target) the frozen-text channel's scores of the (visible) histories, the rows where
+        target_only is True from their target items alone; None without the channel."""
         if self.semantic_ is None:
             return None
+        if target_only is not None and target_only.any():
+            history = torch.where(target_only.to(history.device)[:, None], windows.target_only(history, self.n_target_),
+                                  history)
         return self.semantic_.score(Batch(torch.zeros(len(history), dtype=torch.long), history.cpu())).to(self.device)
 
     def _settings(self, history) -> tuple[torch.Tensor, ...]:
-        """Per row: the calibrated gate, cf weight, new-item offset and text-channel weight of its segment (cold:
-        no target history)."""
+        """Per row: the calibrated gate, cf weight, new-item offset, text-channel weight and text view of its
+        segment (cold: no target history)."""
         cold = ~((history >= 0) & (history < self.n_target_)).any(1)
         table = self.calibration_.get(self.cf_ is not None and self.params["use_cf"], calibration.neutral())
         table = table[cold.long().cpu()]
@@ -279,7 +284,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         self._reset(scenario)
         for use_cf, key in CALIBRATION_KEYS.items():
             if key in tensors:
-                self.calibration_[use_cf] = tensors[key]
+                self.calibration_[use_cf] = calibration.completed(tensors[key])
         if self.params["use_cf"] and any(k.startswith("cf.") for k in tensors):
             self.cf_ = itemknn.similarity_from_state(tensors, "cf.")
         if self.params["use_text"]:
