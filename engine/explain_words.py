@@ -27,9 +27,10 @@ def rank_of(model, user: int, history: np.ndarray, exclude: np.ndarray, item: in
 def counterfactual(model, user: int, history: np.ndarray, exclude: np.ndarray, item: int, attribution: np.ndarray,
                    rank: int, k: int = TOP_K) -> dict | None:
     """The history positions to remove so that the item falls out of the top k: removed in order of attribution
-    (largest first) until it does, then each one put back if the item stays out without its removal (so no removed
-    item is needless); the final set re-scored. None when the item is not in the top k, or stays there with every
-    history item that pushes it up removed. `rank` is the item's rank with the whole history (rank_of)."""
+    (largest first) until it does, then each one put back if the item stays out without its removal, pass after
+    pass until none is (so no removed item is needless); the final set re-scored. None when the item is not in the
+    top k, or stays there with every history item that pushes it up removed. `rank` is the item's rank with the
+    whole history (rank_of)."""
     if rank > k:
         return None
     order = [int(p) for p in np.argsort(-attribution, kind="stable") if attribution[p] > 0]
@@ -41,10 +42,13 @@ def counterfactual(model, user: int, history: np.ndarray, exclude: np.ndarray, i
             break
     else:
         return None
-    for position in list(removed):
-        fewer = [p for p in removed if p != position]
-        if fewer and out(fewer):
-            removed = fewer
+    settled = False
+    while not settled:  # until a whole pass puts nothing back: a model's scores need not be monotone in its history
+        settled = True
+        for position in list(removed):
+            fewer = [p for p in removed if p != position]
+            if fewer and out(fewer):
+                removed, settled = fewer, False
     rank, _ = rank_of(model, user, np.delete(history, removed), exclude, item)
     return {"k": k, "positions": sorted(removed), "rank_after": rank, "verified": rank > k}
 
