@@ -215,6 +215,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_speed)
 
+    s = sub.add_parser("scale", parents=[common], help="how each stage's seconds and peak memory grow with the data "
+                                                      "size, on generated data in throw-away workspaces")
+    s.add_argument("--factors", required=True, help="comma-separated multiples of the shipped dataset's size, at "
+                                                    "least two, e.g. 1,4,16")
+    s.add_argument("--out", help="also write the markdown report here, e.g. docs/scale.md")
+    s.add_argument("--workdir", help="folder for the per-factor workspaces (default: a temporary folder)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--keep", action="store_true", help="keep the generated data and workspaces")
+    s.set_defaults(func=cmd_scale)
+
     s = sub.add_parser("jobs-bench", parents=[common], help="n background trainings one after the other, then at "
                                                             "once: wall times and how many ran together")
     s.add_argument("--source", required=True)
@@ -534,6 +544,18 @@ def cmd_speed(args):
         bar.close()
     emit(args, figures, table([[k, v] for k, v in figures.items()], ["measure", "value"]))
 
+
+def cmd_scale(args):
+    from . import scale
+    bar = ProgressBar("scale")
+    try:
+        report = scale.run(args.factors, out=args.out, workdir=args.workdir, seed=args.seed, keep=args.keep,
+                           progress=bar)
+    finally:
+        bar.close()
+    if report["workdir"]:
+        print(f"kept the workspaces in {report['workdir']}", file=sys.stderr)
+    emit(args, {k: v for k, v in report.items() if k != "markdown"}, report["markdown"])
 
 
 def cmd_explain(args):

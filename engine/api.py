@@ -56,20 +56,7 @@ def models() -> dict[str, dict]:
 def ingest(domain: str, interactions, items=None, kg=None, workspace=None, replace: bool = False) -> dict:
     """Validate and store one domain dataset. An existing name needs `replace`: the upload becomes its current
     version, and runs trained on the old one keep it. Nothing is written on error."""
-    data.validate_name(domain)
-    store = open_workspace(workspace)
-    if not replace:
-        store.refuse_existing(domain)  # before the (slow) read
-    dd = data.read_domain(domain, interactions, items, kg)
-    inter = dd.interactions
-    stats = {"n_users": int(inter["user_id"].nunique()),
-             "n_items": int(len(dd.items) if dd.items is not None else inter["item_id"].nunique()),
-             "n_interactions": int(len(inter)), "n_triples": int(len(dd.kg) if dd.kg is not None else 0)}
-    info = {"sources": {k: str(v) for k, v in (("interactions", interactions), ("items", items), ("kg", kg)) if v},
-            "warnings": dd.warnings}
-    tables = {"interactions": inter, "items": dd.items, "kg": dd.kg}
-    record = store.put_dataset(domain, tables, stats, info, replace)
-    return {**record, "warnings": dd.warnings}
+    return data.ingest(open_workspace(workspace), domain, interactions, items, kg, replace)
 
 
 def datasets(workspace=None) -> list[dict]:

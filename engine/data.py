@@ -455,6 +455,23 @@ def read_histories(path) -> tuple[pd.DataFrame, list[str]]:
     return rows.reset_index(drop=True), warnings
 
 
+def ingest(store, domain: str, interactions, items=None, kg=None, replace: bool = False) -> dict:
+    """Validate one domain dataset and store it in `store` (engine.store.Store); api.ingest's work. An existing name
+    needs `replace`. Nothing is written on error."""
+    validate_name(domain)
+    if not replace:
+        store.refuse_existing(domain)  # before the (slow) read
+    dd = read_domain(domain, interactions, items, kg)
+    inter = dd.interactions
+    stats = {"n_users": int(inter["user_id"].nunique()),
+             "n_items": int(len(dd.items) if dd.items is not None else inter["item_id"].nunique()),
+             "n_interactions": int(len(inter)), "n_triples": int(len(dd.kg) if dd.kg is not None else 0)}
+    info = {"sources": {k: str(v) for k, v in (("interactions", interactions), ("items", items), ("kg", kg)) if v},
+            "warnings": dd.warnings}
+    record = store.put_dataset(domain, {"interactions": inter, "items": dd.items, "kg": dd.kg}, stats, info, replace)
+    return {**record, "warnings": dd.warnings}
+
+
 def read_domain(name: str, interactions, items=None, kg=None) -> DomainData:
     """Read and validate one domain; raises DatasetError listing every problem in every file (and writes nothing)."""
     problems: list[Problem] = []
