@@ -75,8 +75,8 @@ def _views(model, scenario, cases, use_cf: bool, text_views: bool) -> list[tuple
         for lo in range(0, len(cases), CHUNK):
             rows = np.arange(lo, min(lo + CHUNK, len(cases)))
             history = model.visible(scenario.batch(cases, rows).history.to(model.device))
-            whole = torch.zeros(len(rows), dtype=torch.bool)
-            texts = (model.semantic_rows(history, whole), model.semantic_rows(history, ~whole) if text_views else None)
+            target_only = torch.ones(len(rows), dtype=torch.bool)
+            texts = (model.semantic_rows(history), model.semantic_rows(history, target_only) if text_views else None)
             out.append((rows, *model.views(history), model.cf_rows(history) if use_cf else None, texts))
     return out
 
