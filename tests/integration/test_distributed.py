@@ -1,7 +1,7 @@
 """Under torchrun (two gloo processes here) evaluation and a first-time text embedding are shared out among the
 processes and give exactly what one process computes; rank 0 alone writes the text cache and stores the run."""
+import json
 import os
-import pickle
 import shutil
 import socket
 import time
@@ -49,9 +49,10 @@ def worker(rank, port, threads, workspace, cache, out):
                                                                     store(self, key, hashes, vectors))
     vectors, stats = text.embed_items(sc.items, cache)
     record = api.train("src", "tgt", "itemknn", workspace=workspace, maps=False)
-    with open(out / f"{rank}.pkl", "wb") as f:
-        pickle.dump({"per_case": ev.per_case, "top": ev.top, "summary": ev.summary, "vectors": vectors,
-                     "misses": stats["misses"], "writes": writes, "record": record}, f)
+    ev.per_case.to_parquet(out / f"{rank}.parquet")  # plain files, exact: nothing here is unpickled
+    np.savez(out / f"{rank}.npz", top=ev.top, vectors=vectors)
+    (out / f"{rank}.json").write_text(json.dumps({"summary": ev.summary, "misses": stats["misses"], "writes": writes,
+                                                  "record": record}))
     dist.destroy_process_group()
 
 
@@ -64,6 +65,12 @@ def launch(*args) -> None:
             for process in context.processes:
                 process.kill()
             pytest.fail(f"the {WORLD} processes did not finish in {TIMEOUT} s")
+
+
+def read_result(folder, rank: int) -> dict:
+    arrays = np.load(folder / f"{rank}.npz")
+    return {**json.loads((folder / f"{rank}.json").read_text()), "top": arrays["top"], "vectors": arrays["vectors"],
+            "per_case": pd.read_parquet(folder / f"{rank}.parquet")}
 
 
 def free_port() -> int:
@@ -85,7 +92,7 @@ def test_two_gloo_processes_evaluate_and_embed_exactly_like_one(tmp_path, ingest
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     launch(free_port(), torch.get_num_threads(), ws, tmp_path / "two_cache", tmp_path)
-    results = [pickle.loads((tmp_path / f"{rank}.pkl").read_bytes()) for rank in range(WORLD)]
+    results = [read_result(tmp_path, rank) for rank in range(WORLD)]
 
     for got in results:  # every process returns the whole evaluation and every vector, one process's exactly
         pd.testing.assert_frame_equal(got["per_case"], one.per_case, check_exact=True)
