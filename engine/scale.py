@@ -17,6 +17,7 @@ between factors f1 < f2 is log(v2 / v1) / log(f2 / f1): 1 linear, 2 quadratic, n
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import multiprocessing
 import os
@@ -113,16 +114,12 @@ def run(factors, out=None, workdir=None, seed: int = 0, keep: bool = False, stag
     growth = lambda a, b, m: (math.log(b[m] / a[m]) / math.log(b["factor"] / a["factor"])
                               if a[m] > 0 and b[m] > 0 else None)
     exponents = [{"stage": s, "from": a["factor"], "to": b["factor"], **{m: growth(a, b, m) for m in FIGURES}}
-                 for s in stages for a, b in _pairs([r for r in rows if r["stage"] == s])]
+                 for s in stages for a, b in itertools.pairwise([r for r in rows if r["stage"] == s])]
     markdown = render(factors, stages, rows, sizes, exponents, once, seed, settings)
     if out:
         write_text(markdown, Path(out))
     return {"rows": rows, "sizes": sizes, "exponents": exponents, "encoder": once, "markdown": markdown,
             "workdir": str(root) if keep else None}
-
-
-def _pairs(items: list) -> list:
-    return list(zip(items, items[1:]))
 
 
 def render(factors, stages, rows, sizes, exponents, once, seed, settings) -> str:
@@ -144,7 +141,7 @@ def render(factors, stages, rows, sizes, exponents, once, seed, settings) -> str
              *table(["stage", *(f"{f:g}: {u}" for f in factors for u in ("s", "peak MiB (+MiB)"))],
                     [[STAGES[s], *(v for f in factors for v in (fmt(cell[s, f]["seconds"]), "{:.0f} (+{:.0f})"
                                    .format(cell[s, f]["peak_mib"], cell[s, f]["stage_mib"])))] for s in stages]), "",
-             *table(["exponent", *(f"{a:g}→{b:g}: {u}" for a, b in zip(factors, factors[1:])
+             *table(["exponent", *(f"{a:g}→{b:g}: {u}" for a, b in itertools.pairwise(factors)
                                    for u in ("s", "peak MiB", "+MiB"))],
                     [[STAGES[s], *(fmt(e[m]) for e in exponents if e["stage"] == s for m in FIGURES)]
                      for s in stages]), ""]
@@ -241,11 +238,9 @@ def _generate(job, measure):
 
 
 def _ingest(job, measure):
-    measure(lambda: [_ingest_one(_workspace(job), d, Path(job["folder"]) / "data") for d in DOMAINS])
-
-
-def _ingest_one(store, domain: str, folder: Path) -> None:
-    datasets.ingest(store, domain, folder / f"{domain}.parquet", folder / f"{domain}_items.parquet")
+    store, folder = _workspace(job), Path(job["folder"]) / "data"
+    measure(lambda: [datasets.ingest(store, d, folder / f"{d}.parquet", folder / f"{d}_items.parquet")
+                     for d in DOMAINS])
 
 
 def _scenario(job, measure):
