@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from . import data
+from .evaluate import block_rows
 from .errors import CrossLensError
 from .scenario import Batch, Ragged, Scenario
 from .spreadsheet import safe_table
@@ -93,9 +94,9 @@ def file_histories(sc: Scenario, path) -> tuple[np.ndarray, list[str], Ragged, l
 def recommendations(sc: Scenario, model, users: np.ndarray, user_ids: list[str], histories: Ragged, k: int,
                     reasons: bool = False, progress=None):
     """Yield one frame per batch of users: user_id, rank, item_id, title, score (+ reason_item_id, reason)."""
-    n = len(users)
-    for start in range(0, n, BATCH):
-        rows = np.arange(start, min(start + BATCH, n))
+    n, step = len(users), min(BATCH, block_rows(sc.n_target))
+    for start in range(0, n, step):
+        rows = np.arange(start, min(start + step, n))
         padded = torch.as_tensor(histories.padded(rows), dtype=torch.long)
         if padded.shape[1] == 0:
             padded = torch.full((len(rows), 1), -1, dtype=torch.long)

@@ -22,6 +22,7 @@ from .scenario import CASE_SEGMENTS, MIN_WARM_TARGET, Cases, Scenario
 
 SEGMENTS = ("all", *CASE_SEGMENTS)
 TOP = max(metrics.KS)
+BLOCK_BYTES = 256 * 2**20  # the (cases, target items) float scores one batch may hold (block_rows)
 # Bucket boundaries: each is the lowest value of the next bucket. Items: the held-out item's target-domain training
 # interactions, [0,1) new, [1,5) tail, [5,20) torso, [20,inf) head. Users: target items in the case's history,
 # [0,1) (the cold users), [1,3), [3,6), [6,11), [11,inf).
@@ -76,10 +77,18 @@ def check_scenario(scenario: Scenario) -> None:
                 f"share users, or a target whose users interact more often.")
 
 
-def rank(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sampled: int | None = None,
+def block_rows(n_items: int) -> int:
+    """How many cases to score at once: a (cases, n_items) float block of at most BLOCK_BYTES, between 64 and 1024
+    rows (1024 up to 65,536 items; at 600k items a block of 1024 rows would be 2.5 GB, and a model holds several)."""
+    return int(np.clip(BLOCK_BYTES // (4 * max(n_items, 1)), 64, 1024))
+
+
+def rank(model, scenario: Scenario, cases: Cases, batch_size: int | None = None, sampled: int | None = None,
          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Top-TOP target items per case and whether each is relevant."""
+    """Top-TOP target items per case and whether each is relevant (batch_size cases at a time, default
+    block_rows)."""
     rng = np.random.default_rng(seed)
+    batch_size = batch_size or block_rows(scenario.n_target)
     tops, hits = [], []
     with torch.no_grad():
         model.prepare()
@@ -94,7 +103,7 @@ def rank(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sample
     return np.concatenate(tops), np.concatenate(hits)
 
 
-def rank_shared(model, scenario: Scenario, cases: Cases, batch_size: int = 1024, sampled: int | None = None,
+def rank_shared(model, scenario: Scenario, cases: Cases, batch_size: int | None = None, sampled: int | None = None,
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """rank(), shared out under torchrun (engine.distributed): each process ranks one contiguous block of whole
     batches and every process gets every case's lists, in case order, so every process returns exactly what one
@@ -102,6 +111,7 @@ def rank_shared(model, scenario: Scenario, cases: Cases, batch_size: int = 1024,
     group must call it. Sampled ranking is not shared out: its negatives come from one random stream through all
     the cases in order, so each process ranks every case."""
     me, world = distributed.rank_world()
+    batch_size = batch_size or block_rows(scenario.n_target)
     if world == 1 or sampled:
         return rank(model, scenario, cases, batch_size, sampled, seed)
     batches = distributed.block(-(-len(cases) // batch_size), me, world)
@@ -149,7 +159,7 @@ def _keep_sampled(scores: torch.Tensor, relevant: np.ndarray, n: int, rng) -> to
 
 
 def evaluate(model, scenario: Scenario, split: str = "test", sampled: int | None = None,
-             batch_size: int = 1024, features=None, item_buckets=ITEM_BUCKETS,
+             batch_size: int | None = None, features=None, item_buckets=ITEM_BUCKETS,
              activity_buckets=ACTIVITY_BUCKETS) -> Evaluation:
     """The metrics of the model's lists for the split's cases. Under torchrun every process ranks its share of the
     cases and returns the whole Evaluation, the one a single process computes (rank_shared)."""
@@ -303,9 +313,7 @@ def validation_ndcg(model, scenario: Scenario, segment: str = "all", max_cases: 
     cases = scenario.valid
     if segment != "all":
         cases = cases.subset(np.flatnonzero(cases.segment == segment))
-    if len(cases) > max_cases:
-        rows = np.sort(np.random.default_rng(scenario.spec["seed"]).choice(len(cases), max_cases, replace=False))
-        cases = cases.subset(rows)
+    cases = cases.at_most(max_cases, scenario.spec["seed"])
     _, hits = rank(model, scenario, cases)
     return float(metrics.ranking_metrics(hits, cases.relevant.lengths, ks=(10,))["ndcg@10"].mean())
 

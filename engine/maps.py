@@ -12,7 +12,8 @@ Written into the run folder:
 - map_summary.json: the alignment figure (the mean share of an item's 10 nearest neighbours that come from another
   domain, in the full space: 0 = the domains lie apart; about the expected mixed share = fully mixed), that
   expected share, and per-domain figures.
-Both maps are capped at max_points by a seeded sample; neighbours and alignment use every item.
+Both maps are capped at max_points by a seeded sample; neighbours and alignment use every item up to
+MAX_NEIGHBOUR_ITEMS, a seeded sample of that many beyond (each still against every item).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from .store import Store, open_workspace, write_json, write_parquet
 
 K = 10
 MAX_POINTS = 30000
+MAX_NEIGHBOUR_ITEMS = 100_000
 FILES = ("map_items.parquet", "map_users.parquet", "neighbours.parquet", "map_summary.json")
 
 
@@ -55,15 +57,18 @@ def write_maps(folder, sc, model, max_points: int = MAX_POINTS, seed: int = 0) -
     table = item_table(sc, len(items))
     domains = table["domain"].to_numpy()
 
-    index, similarity = nearest(items, K)
+    rng = np.random.default_rng(seed)
+    # every item against all items costs items^2: past MAX_NEIGHBOUR_ITEMS a seeded sample of items has its
+    # neighbours listed and measured for the alignment figure (still against every item), so the cost stays linear
+    queries = _sample(rng, len(items), MAX_NEIGHBOUR_ITEMS)
+    index, similarity = nearest(items, K, queries)
     neighbours = pd.DataFrame({
-        "item_id": np.repeat(table["item_id"].to_numpy(), K), "domain": np.repeat(domains, K),
-        "rank": np.tile(np.arange(1, K + 1), len(items)), "neighbour_id": table["item_id"].to_numpy()[index.ravel()],
+        "item_id": np.repeat(table["item_id"].to_numpy()[queries], K), "domain": np.repeat(domains[queries], K),
+        "rank": np.tile(np.arange(1, K + 1), len(queries)), "neighbour_id": table["item_id"].to_numpy()[index.ravel()],
         "neighbour_domain": domains[index.ravel()], "similarity": similarity.ravel()})
-    alignment = cross_domain_share(index, domains)
+    alignment = cross_domain_share(index, domains, queries)
     neighbour_seconds = time.perf_counter() - started - vector_seconds
 
-    rng = np.random.default_rng(seed)
     item_rows = _sample(rng, len(items), max_points)
     cases = sc.test
     user_rows = _sample(rng, len(cases), max_points) if users is not None else np.zeros(0, np.int64)
@@ -78,6 +83,7 @@ def write_maps(folder, sc, model, max_points: int = MAX_POINTS, seed: int = 0) -
     write_parquet(user_map, folder / "map_users.parquet")
     write_parquet(neighbours, folder / "neighbours.parquet")
     summary = {"k": K, **alignment, "items": len(items), "items_mapped": len(item_rows),
+               "items_with_neighbours": len(queries),
                "users": 0 if users is None else len(users), "users_mapped": len(user_rows),
                "metric": "cosine", "seed": seed, "max_points": max_points,
                "seconds": {"vectors": round(vector_seconds, 3), "neighbours": round(neighbour_seconds, 3),
@@ -124,31 +130,40 @@ def user_vectors(model, sc) -> torch.Tensor | None:
     return F.normalize(torch.cat(out), dim=-1)
 
 
-def nearest(vectors: torch.Tensor, k: int = K, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k nearest other rows by cosine (rows must be normalised): (n, k) indices and similarities."""
+def nearest(vectors: torch.Tensor, k: int = K, rows: np.ndarray | None = None, chunk: int = 512
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest other rows (cosine; rows must be normalised) of each row in `rows` (default: all of them),
+    among all rows: (len(rows), k) indices and similarities."""
+    rows = np.arange(len(vectors)) if rows is None else np.asarray(rows)
     k = min(k, len(vectors) - 1)
-    index = np.zeros((len(vectors), k), np.int64)
-    similarity = np.zeros((len(vectors), k), np.float32)
-    for lo in range(0, len(vectors), chunk):
-        sims = vectors[lo:lo + chunk] @ vectors.T
-        rows = torch.arange(len(sims))
-        sims[rows, rows + lo] = -torch.inf  # not its own neighbour
+    index = np.zeros((len(rows), k), np.int64)
+    similarity = np.zeros((len(rows), k), np.float32)
+    for lo in range(0, len(rows), chunk):
+        which = torch.from_numpy(rows[lo:lo + chunk])
+        sims = vectors[which] @ vectors.T
+        sims[torch.arange(len(which)), which] = -torch.inf  # not its own neighbour
         top = sims.topk(k, dim=1)
         index[lo:lo + chunk], similarity[lo:lo + chunk] = top.indices.numpy(), top.values.numpy()
     return index, similarity
 
 
-def cross_domain_share(index: np.ndarray, domains: np.ndarray) -> dict:
-    """The mean share of each item's neighbours (index: (n, k)) from another domain, and what it would be if the
-    domains were fully mixed (each neighbour drawn at random from the other items); overall and per domain."""
+def cross_domain_share(index: np.ndarray, domains: np.ndarray, rows: np.ndarray | None = None) -> dict:
+    """The mean share of the neighbours (index: (len(rows), k), of the items `rows`, default all) that come from
+    another domain, and what it would be if the domains were fully mixed (each neighbour drawn at random from the
+    other items); overall and per domain (`items`: the domain's items, every one counted or not)."""
     domains = np.asarray(domains)
     n = len(domains)
     names, codes, sizes = np.unique(domains, return_inverse=True, return_counts=True)
-    other = (codes[index] != codes[:, None]).mean(1) if index.shape[1] else np.zeros(n)
-    mixed = (n - sizes[codes]) / max(n - 1, 1)
+    own = codes if rows is None else codes[rows]
+    other = (codes[index] != own[:, None]).mean(1) if index.shape[1] else np.zeros(len(own))
+    mixed = (n - sizes[own]) / max(n - 1, 1)
     return {"alignment": float(other.mean()), "expected_mixed": float(mixed.mean()),
-            "per_domain": {str(d): {"items": int(sizes[i]), "alignment": float(other[codes == i].mean()),
-                                    "expected_mixed": float(mixed[codes == i].mean())} for i, d in enumerate(names)}}
+            "per_domain": {str(d): {"items": int(sizes[i]), "alignment": _mean(other[own == i]),
+                                    "expected_mixed": _mean(mixed[own == i])} for i, d in enumerate(names)}}
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if len(values) else None  # a domain none of whose items was sampled
 
 
 def project(points: np.ndarray, seed: int) -> np.ndarray:

@@ -92,6 +92,13 @@ class Cases:
         return Cases(self.user[rows], self.segment[rows], self.history.take(rows), self.relevant.take(rows),
                      self.exclude.take(rows))
 
+    def at_most(self, n: int, seed: int) -> "Cases":
+        """These cases, or a seeded subset of n of them (in their order) when there are more: what a setting is
+        chosen on, so that choosing costs the same at any data size."""
+        if len(self) <= n:
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
 
 @dataclass
 class Batch:

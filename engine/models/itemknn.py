@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from ..evaluate import mask_known, ndcg_sum
+from ..evaluate import block_rows, mask_known, ndcg_sum
 from ..scenario import CASE_SEGMENTS
 from .base import Explainable, Recommender
 from .content import validation_cases
@@ -19,7 +19,6 @@ from .settings import COUNT, NON_NEGATIVE, Space
 
 NEIGHBOURS = (100, 300, 1000)
 SHRINKS = (0.0, 10.0, 30.0, 100.0)
-BATCH = 1024
 
 
 class ItemKNN(Explainable, Recommender):
@@ -73,9 +72,9 @@ def choose_similarity(scenario, neighbours: int | None = None, shrink: float | N
     co, counts = _cooccurrence(scenario)
     if len(shrinks) * len(sizes) == 1:
         return _keep_top(_shrunk(co, counts, shrinks[0]), sizes[0]), {"neighbours": sizes[0], "shrink": shrinks[0]}
-    cases = [validation_cases(scenario, s) for s in CASE_SEGMENTS]
+    cases, step = [validation_cases(scenario, s) for s in CASE_SEGMENTS], block_rows(scenario.n_target)
     chunks = [(c, rows, scenario.batch(c, rows).history) for c in cases if len(c)
-              for rows in np.array_split(np.arange(len(c)), -(-len(c) // BATCH))]  # none: the first candidate
+              for rows in np.array_split(np.arange(len(c)), -(-len(c) // step))]  # none: the first candidate
     best = None
     for s in shrinks:
         widest = _keep_top(_shrunk(co, counts, s), max(sizes))
@@ -132,15 +131,12 @@ def similarity_from_state(tensors: dict[str, torch.Tensor], prefix: str = "") ->
 
 
 def _keep_top(m: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
-    """Keep each row's k largest entries: an item's neighbourhood."""
+    """Keep each row's k largest entries: an item's neighbourhood (of equal entries, the lower column). One sort of
+    all entries by (row, -value, column): an entry is kept when fewer than k of its row come before it."""
     m = m.tocsr()
     m.sort_indices()
-    keep = np.zeros(len(m.data), bool)
-    for r in np.flatnonzero(np.diff(m.indptr) > 0):
-        lo, hi = m.indptr[r], m.indptr[r + 1]
-        if hi - lo <= k:
-            keep[lo:hi] = True
-        else:
-            keep[lo + np.argpartition(-m.data[lo:hi], k)[:k]] = True
     rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    order = np.lexsort((m.indices, -m.data, rows))
+    keep = np.zeros(len(m.data), bool)
+    keep[order[np.arange(len(order)) - m.indptr[rows[order]] < k]] = True
     return sparse.csr_matrix((m.data[keep].astype(np.float32), (rows[keep], m.indices[keep])), shape=m.shape)

@@ -46,3 +46,16 @@ def test_lmkg_takes_its_collaborative_channel_from_the_same_choice(small_scenari
     lmkg = MODELS["lmkg"](dim=16, epochs=1, batch_size=32, negatives=32, max_history=20).fit(small_scenario)
     knn = MODELS["itemknn"]().fit(small_scenario)
     assert (lmkg.cf_ != knn.similarity_).nnz == 0
+
+
+def test_a_neighbourhood_is_each_rows_k_largest_entries_ties_to_the_lower_column():
+    from scipy import sparse
+    rng = np.random.default_rng(0)
+    m = sparse.random(50, 40, density=0.3, format="csr", random_state=1, dtype=np.float32)
+    m.data = rng.integers(1, 5, len(m.data)).astype(np.float32)  # few values: many ties at the cut
+    kept = itemknn._keep_top(m, 4)
+    for r in range(50):
+        row = m[r].toarray().ravel()
+        order = sorted(np.flatnonzero(row), key=lambda c: (-row[c], c))[:4]
+        assert sorted(kept[r].indices) == sorted(order)
+        assert np.array_equal(kept[r].toarray().ravel()[order], row[order])

@@ -38,6 +38,22 @@ def test_nearest_neighbours_are_by_cosine_and_never_the_item_itself():
     assert abs(similarity[0, 0] - float(vectors[0] @ vectors[1])) < 1e-6
 
 
+def test_neighbours_of_some_rows_are_those_rows_of_every_rows_neighbours_and_their_alignment_counts_only_them():
+    # past MAX_NEIGHBOUR_ITEMS the maps job lists the neighbours of a sample of items, each against every item
+    rng = np.random.default_rng(1)
+    vectors = F.normalize(torch.as_tensor(rng.normal(size=(300, 6)), dtype=torch.float32), dim=-1)
+    domains = np.array(["a"] * 200 + ["b"] * 100)
+    every, every_sim = maps.nearest(vectors, 5)
+    rows = np.array([3, 150, 250, 299])
+    some, some_sim = maps.nearest(vectors, 5, rows, chunk=3)  # a chunk boundary inside the rows
+    assert (some == every[rows]).all() and np.allclose(some_sim, every_sim[rows])
+    share = maps.cross_domain_share(some, domains, rows)
+    own = np.array(["a", "a", "b", "b"])
+    assert share["alignment"] == (domains[some] != own[:, None]).mean()
+    assert share["per_domain"]["b"]["items"] == 100  # the domain's size, not how many of it were sampled
+    assert maps.cross_domain_share(some[:2], domains, rows[:2])["per_domain"]["b"]["alignment"] is None
+
+
 def test_a_trained_lmkg_run_gets_its_maps(trained_workspace, tmp_path, domain_files):
     ws, runs = trained_workspace
     folder = Store(ws).run_dir(runs["lmkg"]["id"])

@@ -105,3 +105,14 @@ def test_ragged_padding_keeps_the_most_recent():
     assert r.padded(np.array([0, 1, 2])).tolist() == [[1, 2, 3], [-1, -1, -1], [4, 5, -1]]
     assert r.padded(np.array([0, 2]), max_len=2).tolist() == [[2, 3], [4, 5]]
     assert r.take(np.array([2, 0])).values.tolist() == [4, 5, 1, 2, 3]
+
+
+def test_at_most_n_cases_is_a_seeded_subset_in_case_order(small_scenario):
+    cases = small_scenario.valid
+    assert cases.at_most(len(cases), seed=0) is cases
+    few = cases.at_most(10, seed=3)
+    assert len(few) == 10 and few.user.tolist() == cases.at_most(10, seed=3).user.tolist()
+    users = list(cases.user)
+    positions = [users.index(u) for u in few.user]  # users are distinct per split
+    assert positions == sorted(positions)
+    assert few.user.tolist() != cases.at_most(10, seed=4).user.tolist()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...evaluate import mask_known, ndcg_sum
+from ...evaluate import block_rows, mask_known, ndcg_sum
 from ...scenario import CASE_SEGMENTS
 
 GATES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -24,9 +24,12 @@ CF_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 NEW_OFFSETS = (-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 TEXT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 TEXT_VIEWS = (0.0, 1.0)
+# The cases each segment is calibrated on: all of them up to MAX_CASES (the shipped data's 7,700 warm), a seeded
+# subset of larger sets, smaller still where their dense text scores (one or two (cases, target items) blocks, held
+# through the whole search) would pass HELD_BYTES, but never below MIN_CASES.
+MAX_CASES, MIN_CASES, HELD_BYTES = 16384, 1024, 4 * 2**30
 COLUMNS = ("gate", "cf", "new", "text", "text_view")  # a calibration tensor is (len(CASE_SEGMENTS), len(COLUMNS))
 SWITCHES = ("gate", "text_view")  # columns that change the scores a candidate is added to, not a channel's weight
-CHUNK = 1024
 
 
 def neutral() -> torch.Tensor:
@@ -48,10 +51,13 @@ def calibrate(model, scenario, use_cf: bool) -> torch.Tensor:
         cases = scenario.valid.subset(np.flatnonzero(scenario.valid.segment == segment))
         if len(cases) == 0:
             continue
-        views = _views(model, scenario, cases, use_cf, text_views=use_text and segment == "warm")
+        text_views = use_text and segment == "warm"
+        held = 4 * model.n_target_ * (use_text + text_views)  # bytes of dense scores held per case
+        cases = cases.at_most(int(np.clip(HELD_BYTES // max(held, 1), MIN_CASES, MAX_CASES)), scenario.spec["seed"])
+        views = _views(model, scenario, cases, use_cf, text_views)
         setting = dict.fromkeys(COLUMNS, 0.0)
         channels = ([("cf", CF_WEIGHTS)] if use_cf else []) + ([("text", TEXT_WEIGHTS)] if use_text else [])
-        view = [("text_view", TEXT_VIEWS)] if use_text and segment == "warm" else []  # a cold user has no target item
+        view = [("text_view", TEXT_VIEWS)] if text_views else []  # a cold user has no target item
         stages = [("gate", GATES), *channels, *view, ("new", NEW_OFFSETS), *channels, *view]
         for name, grid in stages:
             totals = _ndcg_totals(model, cases, views, setting, name, grid)
@@ -72,8 +78,9 @@ def _views(model, scenario, cases, use_cf: bool, text_views: bool) -> list[tuple
     from the whole history and, with text_views, from the target items alone), computed once."""
     out = []
     with torch.no_grad():
-        for lo in range(0, len(cases), CHUNK):
-            rows = np.arange(lo, min(lo + CHUNK, len(cases)))
+        step = block_rows(model.n_target_)
+        for lo in range(0, len(cases), step):
+            rows = np.arange(lo, min(lo + step, len(cases)))
             history = model.visible(scenario.batch(cases, rows).history.to(model.device))
             target_only = torch.ones(len(rows), dtype=torch.bool)
             texts = (model.semantic_rows(history), model.semantic_rows(history, target_only) if text_views else None)
@@ -86,9 +93,10 @@ def _ndcg_totals(model, cases, views, setting, name, grid) -> np.ndarray:
     gate, the text view) changes what the candidates are added to; any other column adds one channel to scores that
     stay the same, so those are computed (and masked) once per chunk and each candidate only adds its channel."""
     totals = np.zeros(len(grid))
-    # reused by every chunk and trial: a fresh (CHUNK, n_target) tensor each time costs more in page faults than
+    # reused by every chunk and trial: a fresh (step, n_target) tensor each time costs more in page faults than
     # the arithmetic
-    network, trial = torch.empty(CHUNK, model.n_target_), torch.empty(CHUNK, model.n_target_)
+    step = block_rows(model.n_target_)
+    network, trial = torch.empty(step, model.n_target_), torch.empty(step, model.n_target_)
     with torch.no_grad():
         for rows, mixed, target, cf, texts in views:
             column = {c: torch.full((len(rows),), float(setting[c])) for c in COLUMNS}
