@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from scipy import sparse
 
 from .. import text
-from ..evaluate import mask_known, ndcg_sum
+from ..evaluate import block_rows, mask_known, ndcg_sum
 from ..scenario import CASE_SEGMENTS
 from ..text_space import apply_whitening, fit_whitening
 from .base import Explainable, ItemSpace, Recommender
@@ -36,7 +36,6 @@ SETTINGS = ("power", "decay", "entity_weight")
 POWERS = (0.5, 0.0, 1.0)                 # whitening: 0 only centres, 1 whitens fully
 DECAYS = (0.9, 1.0, 0.7)                 # 1: every history item counts the same
 ENTITY_WEIGHTS = (0.5, 0.0, 0.25, 1.0)
-BATCH = 1024
 SHARED_ENTITIES = 64        # the entities most target items have: scored as a dense block
 MAX_VALID_CASES = 3072      # per segment: a seeded subset of larger validation sets keeps fit() fast
 
@@ -72,7 +71,8 @@ class Content(ItemSpace, Explainable, Recommender):
             lambda done, total: progress({"stage": "embedding item texts", "texts": f"{done}/{total}"}, done / total))
         self.raw_text_ = scenario.item_text_vectors(self.params["encoder"], progress=report)
         self.n_target_ = scenario.n_target
-        self._transforms, self._whitened = {}, {}  # per power: (mean, projection), then the whitened vectors
+        # per power: (mean, projection), the whitened vectors, those beside the shared entities
+        self._transforms, self._whitened, self._joined = {}, {}, {}
         self.entities_ = entity_matrix(scenario.item_entities(), len(scenario.items), self.n_target_)
         if self.entities_ is not None:  # (entities x target items): the widely shared ones dense, the rest sparse
             targets = self.entities_[: self.n_target_].T
@@ -94,8 +94,9 @@ class Content(ItemSpace, Explainable, Recommender):
         grid = list(itertools.product(*(self._candidates(s) for s in SETTINGS)))
         totals = dict.fromkeys(grid, 0.0)
         with torch.no_grad():
-            for lo in range(0, len(cases), BATCH):
-                rows = np.arange(lo, min(lo + BATCH, len(cases)))
+            step = block_rows(self.n_target_)
+            for lo in range(0, len(cases), step):
+                rows = np.arange(lo, min(lo + step, len(cases)))
                 history = scenario.batch(cases, rows).history
                 scores = torch.empty(len(rows), self.n_target_, device=self.device)  # reused: no page faults
                 for decay in self._candidates("decay"):
@@ -114,6 +115,7 @@ class Content(ItemSpace, Explainable, Recommender):
         chosen = {c["power"] for c in self.chosen_.values()}
         self._transforms = {p: t for p, t in self._transforms.items() if p in chosen}
         self._whitened = {p: v for p, v in self._whitened.items() if p in chosen}
+        self._joined = {p: v for p, v in self._joined.items() if p in chosen}
 
     # ---- scoring --------------------------------------------------------------------------------------------------
     def prepare(self):
@@ -123,12 +125,22 @@ class Content(ItemSpace, Explainable, Recommender):
 
     def score(self, batch):
         history = batch.history
+        return self.add_scores(torch.zeros(len(history), self.n_target_, device=self.device), history)
+
+    def add_scores(self, out: torch.Tensor, history: torch.Tensor, scale: torch.Tensor | None = None,
+                   items=slice(None)) -> torch.Tensor:
+        """out += scale[:, None] * the scores of the target items `items` (out: (batch, len(items))), in place and
+        without a (batch, items) temporary when the batch is one segment (most batches): the text and the widely
+        shared entities are one product accumulated into out, the rare entities a sparse add. lmkg adds its
+        frozen-text channel this way."""
+        scale = torch.ones(len(history), device=self.device) if scale is None else scale.to(self.device)
         segments = self._segments(history)
-        if len(segments) == 1:  # most batches: no copy
-            return self._scores(history, **self.chosen_[segments[0][0]])
-        out = torch.empty(len(history), self.n_target_, device=self.device)
+        if len(segments) == 1:
+            return self._accumulate(out, history, scale, items, **self.chosen_[segments[0][0]])
         for segment, rows in segments:
-            out[rows.to(self.device)] = self._scores(history[rows], **self.chosen_[segment])
+            part = torch.zeros(int(rows.sum()), out.shape[1], device=self.device)
+            self._accumulate(part, history[rows], scale[rows.to(self.device)], items, **self.chosen_[segment])
+            out.index_add_(0, torch.nonzero(rows).squeeze(1).to(self.device), part)
         return out
 
     def score_perturbed(self, history, item, keep_history, keep_entities=None):
@@ -140,22 +152,23 @@ class Content(ItemSpace, Explainable, Recommender):
         if not 0 <= item < self.n_target_:
             raise ValueError(f"item {item} is not a target item (0..{self.n_target_ - 1})")
         rows = torch.where(keep_history.cpu(), history.cpu()[None, :], -1)
-        out = torch.empty(len(rows), device=self.device)
-        for segment, which in self._segments(rows):
-            out[which.to(self.device)] = self._scores(rows[which], **self.chosen_[segment], items=[item])[:, 0]
-        return out
+        return self.add_scores(torch.zeros(len(rows), 1, device=self.device), rows, items=[item])[:, 0]
 
     def _segments(self, history: torch.Tensor):
         """(segment, row mask) of the histories: cold rows hold no target item."""
         cold = ~((history >= 0) & (history < self.n_target_)).any(1)
         return [(s, rows) for s, rows in (("warm", ~cold), ("cold", cold)) if rows.any()]
 
-    def _scores(self, history, power: float, decay: float, entity_weight: float, items=slice(None)) -> torch.Tensor:
-        """(batch, len(items)) scores of the target items `items` with these settings."""
+    def _accumulate(self, out, history, scale, items, power: float, decay: float, entity_weight: float):
+        """out += scale[:, None] * (text cosine + entity_weight * entity cosine) of the target items `items`, with
+        these settings."""
         weights = self._weights(history, decay)
-        entity = self._entity_scores(weights, items) if self.entities_ is not None and entity_weight else None
-        text_scores = self._text_scores(weights, power, items)
-        return _combine(text_scores, entity, entity_weight, out=text_scores)
+        users, targets = self._text_profile(weights, power), self._vectors(power)[1]
+        if self.entities_ is not None and entity_weight:
+            shared, rare = self._entity_profile(weights)
+            users, targets = torch.cat([users, entity_weight * shared], 1), self._text_and_shared(power)
+            add_sparse(out, rare @ self.rare_targets_[:, items], scale * entity_weight)
+        return out.addmm_(users * scale[:, None], targets[items].T)
 
     def _weights(self, history: torch.Tensor, decay: float) -> sparse.csr_matrix:
         """(batch, n_items) recency weights of each (-1 padded) history: decay^(how many kept items follow)."""
@@ -166,24 +179,34 @@ class Content(ItemSpace, Explainable, Recommender):
         return sparse.csr_matrix((np.power(decay, age[rows, cols]).astype(np.float32), (rows, h[rows, cols])),
                                  shape=(len(h), len(self.raw_text_)))  # a repeated item adds up its weights
 
-    def _text_scores(self, weights, power: float, items=slice(None)) -> torch.Tensor:
-        vectors, targets = self._vectors(power)
-        profile = F.normalize(torch.from_numpy(np.asarray(weights @ vectors)).to(self.device), dim=-1)
-        return profile @ targets[items].T
+    def _text_profile(self, weights, power: float) -> torch.Tensor:
+        """(batch, dim) the unit text profiles: their products with the whitened target vectors are the cosines."""
+        return F.normalize(torch.from_numpy(np.asarray(weights @ self._vectors(power)[0])).to(self.device), dim=-1)
 
-    def _entity_scores(self, weights, items=slice(None)) -> torch.Tensor:
-        """Cosines of the entity profiles and the target items: a dense product over the few entities most target
-        items share (a sparse product there would fill every cell), a sparse one over the rest (each reaches few
-        items)."""
+    def _entity_profile(self, weights) -> tuple[torch.Tensor, sparse.csr_matrix]:
+        """The unit entity profiles, split where the target items' entities are: the few entities most target items
+        share as a dense (batch, SHARED_ENTITIES) block (a sparse product there would fill every cell), the rest
+        sparse (each reaches few items)."""
         profile = weights @ self.entities_
         norms = np.sqrt(np.asarray(profile.multiply(profile).sum(1)).ravel())
-        shared = torch.from_numpy(profile[:, :SHARED_ENTITIES].toarray()).to(self.device)
-        dots = shared @ self.shared_targets_[:, items]
-        rare = (profile[:, SHARED_ENTITIES:] @ self.rare_targets_[:, items]).tocoo()
-        dots.index_put_((torch.from_numpy(rare.row.astype(np.int64)).to(self.device),
-                         torch.from_numpy(rare.col.astype(np.int64)).to(self.device)),
-                        torch.from_numpy(rare.data).to(self.device), accumulate=True)
-        return dots.div_(torch.from_numpy(np.maximum(norms, 1e-12)).float().to(self.device)[:, None])
+        profile = sparse.diags((1 / np.maximum(norms, 1e-12)).astype(np.float32)) @ profile
+        return (torch.from_numpy(profile[:, :SHARED_ENTITIES].toarray()).to(self.device),
+                profile[:, SHARED_ENTITIES:].tocsr())
+
+    def _text_scores(self, weights, power: float) -> torch.Tensor:
+        return self._text_profile(weights, power) @ self._vectors(power)[1].T
+
+    def _entity_scores(self, weights) -> torch.Tensor:
+        """Cosines of the entity profiles and the target items."""
+        shared, rare = self._entity_profile(weights)
+        return add_sparse(shared @ self.shared_targets_, rare @ self.rare_targets_)
+
+    def _text_and_shared(self, power: float) -> torch.Tensor:
+        """(n_target, dim + SHARED_ENTITIES) the whitened target vectors beside their shared entities: the one
+        matrix a user's text and shared-entity profiles are scored against together."""
+        if power not in self._joined:
+            self._joined[power] = torch.cat([self._vectors(power)[1], self.shared_targets_.T], 1).contiguous()
+        return self._joined[power]
 
     def _vectors(self, power: float) -> tuple[np.ndarray, torch.Tensor]:
         """All items' text vectors whitened with `power` (numpy) and the target block (torch, on the device). The
@@ -258,10 +281,20 @@ def validation_cases(scenario, segment: str):
     cases = scenario.valid.subset(np.flatnonzero(scenario.valid.segment == segment))
     if len(cases) == 0:
         cases = scenario.valid
-    if len(cases) > MAX_VALID_CASES:
-        rng = np.random.default_rng(scenario.spec["seed"])
-        cases = cases.subset(np.sort(rng.choice(len(cases), MAX_VALID_CASES, replace=False)))
-    return cases
+    return cases.at_most(MAX_VALID_CASES, scenario.spec["seed"])
+
+
+def add_sparse(dense: torch.Tensor, m: sparse.spmatrix, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """dense += m (scale[:, None] * m when given) for a sparse matrix m, touching only m's stored entries (in
+    place)."""
+    m = m.tocsr()
+    m.sum_duplicates()  # distinct (row, column) pairs
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    values = torch.from_numpy(m.data.astype(np.float32, copy=False))
+    if scale is not None:
+        values = values * scale.detach().cpu().to(torch.float32)[torch.from_numpy(rows)]
+    flat = torch.from_numpy(rows * dense.shape[1] + m.indices)
+    return dense.view(-1).index_add_(0, flat.to(dense.device), values.to(dense)).view(dense.shape)
 
 
 def _combine(text_scores: torch.Tensor, entity_scores: torch.Tensor | None, weight: float,

@@ -150,3 +150,29 @@ def test_perturbed_scores_are_the_scores_of_the_shortened_history_and_explain_wo
     result = Explainer(sc, fitted).explain(sc.users[sc.test.user[row]], sc.items["item_id"].iloc[item], "both",
                                            nsamples=200, lime_samples=200)
     assert result["entities"] == 0 and result["shap"]["additivity_error"] < 1e-4
+
+
+def test_scores_are_the_text_cosine_plus_the_weighted_entity_cosine_in_warm_and_cold_rows(small_scenario, monkeypatch):
+    # score() accumulates one product of the text and shared-entity profiles plus a sparse add of the rare entities;
+    # recomputed here from the definition, on a batch that mixes warm and cold rows (each with its own settings)
+    sc = small_scenario
+    monkeypatch.setattr(content, "SHARED_ENTITIES", 2)  # the small data's few entities: some dense, some sparse
+    model = MODELS["content"](power=0.5, decay=0.7, entity_weight=0.5).fit(sc)
+    assert model.entities_.shape[1] > 2 and model.rare_targets_.nnz
+    rows = np.concatenate([np.flatnonzero(sc.test.segment == s)[:6] for s in ("warm", "cold")])
+    history = sc.batch(sc.test, rows).history
+    vectors = model._vectors(0.5)[0]
+    entities = model.entities_.toarray()
+    expected = np.zeros((len(rows), sc.n_target), np.float32)
+    for r, h in enumerate(history.numpy()):
+        h = h[h >= 0]
+        weights = 0.7 ** np.arange(len(h))[::-1]  # the most recent item weighs 1
+        text = weights @ vectors[h]
+        ent = weights @ entities[h]
+        expected[r] = (vectors[: sc.n_target] @ (text / np.linalg.norm(text))
+                       + 0.5 * entities[: sc.n_target] @ (ent / max(np.linalg.norm(ent), 1e-12)))
+    got = model.score(scenarios.Batch(torch.zeros(len(rows), dtype=torch.long), history))
+    assert np.allclose(got.numpy(), expected, atol=1e-4)
+    scale = torch.linspace(0.5, 2.0, len(rows))
+    added = model.add_scores(torch.ones(len(rows), sc.n_target), history, scale)
+    assert np.allclose(added.numpy(), 1 + scale.numpy()[:, None] * expected, atol=1e-4)

@@ -24,14 +24,6 @@ def unit_rows(history: torch.Tensor, similarity) -> "scipy.sparse.csr_matrix":
     return cf
 
 
-def add_rows(dense: torch.Tensor, m, weights: torch.Tensor) -> torch.Tensor:
-    """dense += weights[:, None] * m for a csr matrix m, touching only m's stored entries (in place)."""
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    values = torch.from_numpy(m.data) * weights.detach().cpu().to(torch.float32)[torch.from_numpy(rows)]
-    flat = torch.from_numpy(rows * dense.shape[1] + m.indices)  # csr entries are distinct (row, column) pairs
-    return dense.view(-1).index_add_(0, flat.to(dense.device), values.to(dense)).view(dense.shape)
-
-
 def item_scores(rows: torch.Tensor, similarity, item: int) -> torch.Tensor:
     """(P,) the unit-row score of target item `item` for each history row, as unit_rows gives it, from only the
     similarity rows of the items the histories hold and the target items those reach: every other target item

@@ -12,7 +12,7 @@ from ...train import fit_module
 from .. import itemknn
 from ..base import ItemSpace, Recommender
 from ..settings import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED, Range, Space
-from ..content import Content
+from ..content import Content, add_sparse
 from . import calibration, collaborative, windows
 from .explain_hooks import ExplanationHooks
 from .network import Knowledge, LMKGNet
@@ -160,8 +160,11 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         gate, weight, offset, semantic, text_view = self._settings(history)
         mixed, target = self.views(history, gate)
         cf = self.cf_rows(history) if self.cf_ is not None and self.params["use_cf"] else None
-        return self.combine(mixed, target, cf, self.semantic_rows(history, text_view > 0), gate, weight, offset,
-                            semantic)
+        scores, std = self.network_scores(mixed, target, gate)
+        scores = self.add_channels(scores, std, cf, None, weight, offset, semantic)
+        if self.semantic_ is not None and semantic.any():  # accumulated into the scores: no (batch, n_target) copy
+            self.semantic_.add_scores(scores, self.text_history(history, text_view > 0), semantic.to(std) * std)
+        return scores
 
     def visible(self, history):
         """The (left-aligned, -1 padded) histories as the network sees them: target items only without use_source,
@@ -196,10 +199,16 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         target_only is True from their target items alone; None without the channel."""
         if self.semantic_ is None:
             return None
+        return self.semantic_.score(Batch(torch.zeros(len(history), dtype=torch.long),
+                                          self.text_history(history, target_only))).to(self.device)
+
+    def text_history(self, history, target_only: torch.Tensor | None = None) -> torch.Tensor:
+        """(on the CPU) the histories the frozen-text channel reads: the rows where target_only is True cut to their
+        target items."""
         if target_only is not None and target_only.any():
             history = torch.where(target_only.to(history.device)[:, None], windows.target_only(history, self.n_target_),
                                   history)
-        return self.semantic_.score(Batch(torch.zeros(len(history), dtype=torch.long), history.cpu())).to(self.device)
+        return history.cpu()
 
     def _settings(self, history) -> tuple[torch.Tensor, ...]:
         """Per row: the calibrated gate, cf weight, new-item offset, text-channel weight and text view of its
@@ -208,13 +217,6 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         table = self.calibration_.get(self.cf_ is not None and self.params["use_cf"], calibration.neutral())
         table = table[cold.long().cpu()]
         return tuple(table[:, i] for i in range(table.shape[1]))
-
-    def combine(self, mixed, target, cf, semantic, gate, weight, offset, semantic_weight) -> torch.Tensor:
-        """(batch, n_target) scores: the network on the gated user vector, plus (in network standard deviations of
-        the row) the new-item offset on never-bought items, the weighted collaborative channel and the weighted
-        frozen-text channel."""
-        scores, std = self.network_scores(mixed, target, gate)
-        return self.add_channels(scores, std, cf, semantic, weight, offset, semantic_weight)
 
     def network_scores(self, mixed, target, gate, out=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, n_target) the network's scores of the gated user vectors (into `out` if given), and (batch,)
@@ -231,7 +233,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         if len(self.new_items_) and offset.any():
             scores[:, self.new_items_] += (offset.to(std) * std)[:, None]
         if cf is not None and weight.any():
-            collaborative.add_rows(scores, cf, weight.to(std) * std)
+            add_sparse(scores, cf, weight.to(std) * std)
         if semantic is not None and semantic_weight.any():
             scores.addcmul_((semantic_weight.to(std) * std)[:, None], semantic)
         return scores
