@@ -213,6 +213,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--source", required=True)
     s.add_argument("--target", required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", help="cpu or cuda (default: the GPU when there is one, else the CPU)")
     s.set_defaults(func=cmd_speed)
 
     s = sub.add_parser("scale", parents=[common], help="how each stage's seconds and peak memory grow with the data "
@@ -537,6 +538,9 @@ def cmd_bench(args):
 
 def cmd_speed(args):
     from . import speed
+    from .device import use_device
+    if args.device:
+        use_device(args.device)  # before any model or encoder exists
     bar = ProgressBar("lmkg")
     try:
         figures = speed.run(args.source, args.target, args.seed, args.workspace, progress=bar)

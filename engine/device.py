@@ -1,11 +1,28 @@
-"""Where models and the text encoder run: the GPU when there is one, else the CPU; how many CPU threads a process
-may use."""
+"""Where models and the text encoder run: $CROSSLENS_DEVICE when set (`--device` of `speed`), else the GPU when there
+is one, else the CPU; how many CPU threads a process may use."""
 import os
+
+DEVICES = ("cpu", "cuda")
+DEVICE_VARIABLE = "CROSSLENS_DEVICE"
 
 
 def default_device() -> str:
     import torch  # here, not at the top: importing engine.text must not load torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return os.environ.get(DEVICE_VARIABLE) or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def use_device(name: str) -> None:
+    """Run this process's models and encoder on `name` (cpu or cuda), refused with a readable error when this
+    machine cannot (no CUDA GPU visible to torch)."""
+    import torch
+    from .errors import CrossLensError
+    if name not in DEVICES:
+        raise CrossLensError(f"--device must be one of {', '.join(DEVICES)}, not {name!r}.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CrossLensError(f"--device cuda: torch sees no CUDA GPU on this machine (torch {torch.__version__}, "
+                             f"built for CUDA {torch.version.cuda or 'none: a CPU-only build'}). Run on a machine "
+                             f"with an NVIDIA GPU and a CUDA build of torch, or use --device cpu.")
+    os.environ[DEVICE_VARIABLE] = name
 
 
 def cpu_cores() -> int:

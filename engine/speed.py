@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from . import evaluate, scenario as scenarios, text
+from .device import default_device
 from .request import TrainRequest
 from .store import open_workspace
 
@@ -22,7 +23,7 @@ def run(source: str, target: str, seed: int = 0, workspace=None, progress=None) 
     store = open_workspace(workspace)
     spec, model = TrainRequest(source, target, "lmkg", seed).check(store)
     sc = scenarios.build(store, spec)
-    figures = {"items": sc.n_items, "test cases": len(sc.test)}
+    figures = {"device": default_device(), "items": sc.n_items, "test cases": len(sc.test)}
     with tempfile.TemporaryDirectory() as empty:
         started = time.perf_counter()
         _, stats = text.embed_items(sc.items, empty)
@@ -44,4 +45,7 @@ def run(source: str, target: str, seed: int = 0, workspace=None, progress=None) 
     figures["full evaluation s"] = time.perf_counter() - started
     figures["warm ndcg@10"], figures["cold ndcg@10"] = ev.summary["warm"]["ndcg@10"], ev.summary["cold"]["ndcg@10"]
     figures["peak memory MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if figures["device"] == "cuda":
+        import torch
+        figures["peak GPU memory MiB"] = torch.cuda.max_memory_allocated() / 2**20
     return figures

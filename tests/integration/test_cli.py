@@ -91,6 +91,16 @@ def test_bad_upload_names_file_row_and_column(tmp_path):
     assert json.loads(cli("datasets", "--json", workspace=tmp_path / "ws").stdout) == []
 
 
+def test_speed_refuses_a_device_this_machine_lacks_before_anything_runs(tmp_path):
+    import torch
+    bad = cli("speed", "--source", "a", "--target", "b", "--device", "tpu", workspace=tmp_path / "ws", check=False)
+    assert bad.returncode == 2 and "--device must be one of cpu, cuda" in bad.stderr
+    if not torch.cuda.is_available():
+        gpu = cli("speed", "--source", "a", "--target", "b", "--device", "cuda", workspace=tmp_path / "ws",
+                  check=False)
+        assert gpu.returncode == 2 and "no CUDA GPU" in gpu.stderr and "Traceback" not in gpu.stderr
+
+
 def test_bench_writes_the_table(tmp_path, domain_files):
     ws = tmp_path / "ws"
     for name, (inter, items) in domain_files.items():
