@@ -71,8 +71,7 @@ class Content(ItemSpace, Explainable, Recommender):
             lambda done, total: progress({"stage": "embedding item texts", "texts": f"{done}/{total}"}, done / total))
         self.raw_text_ = scenario.item_text_vectors(self.params["encoder"], progress=report)
         self.n_target_ = scenario.n_target
-        # per power: (mean, projection), the whitened vectors, those beside the shared entities
-        self._transforms, self._whitened, self._joined = {}, {}, {}
+        self._transforms, self._whitened = {}, {}  # per power: (mean, projection), then the whitened vectors
         self.entities_ = entity_matrix(scenario.item_entities(), len(scenario.items), self.n_target_)
         if self.entities_ is not None:  # (entities x target items): the widely shared ones dense, the rest sparse
             targets = self.entities_[: self.n_target_].T
@@ -115,7 +114,6 @@ class Content(ItemSpace, Explainable, Recommender):
         chosen = {c["power"] for c in self.chosen_.values()}
         self._transforms = {p: t for p, t in self._transforms.items() if p in chosen}
         self._whitened = {p: v for p, v in self._whitened.items() if p in chosen}
-        self._joined = {p: v for p, v in self._joined.items() if p in chosen}
 
     # ---- scoring --------------------------------------------------------------------------------------------------
     def prepare(self):
@@ -166,7 +164,7 @@ class Content(ItemSpace, Explainable, Recommender):
         users, targets = self._text_profile(weights, power), self._vectors(power)[1]
         if self.entities_ is not None and entity_weight:
             shared, rare = self._entity_profile(weights)
-            users, targets = torch.cat([users, entity_weight * shared], 1), self._text_and_shared(power)
+            users, targets = torch.cat([users, entity_weight * shared], 1), self._vectors(power, with_shared=True)[1]
             add_sparse(out, rare @ self.rare_targets_[:, items], scale * entity_weight)
         return out.addmm_(users * scale[:, None], targets[items].T)
 
@@ -201,22 +199,21 @@ class Content(ItemSpace, Explainable, Recommender):
         shared, rare = self._entity_profile(weights)
         return add_sparse(shared @ self.shared_targets_, rare @ self.rare_targets_)
 
-    def _text_and_shared(self, power: float) -> torch.Tensor:
-        """(n_target, dim + SHARED_ENTITIES) the whitened target vectors beside their shared entities: the one
-        matrix a user's text and shared-entity profiles are scored against together."""
-        if power not in self._joined:
-            self._joined[power] = torch.cat([self._vectors(power)[1], self.shared_targets_.T], 1).contiguous()
-        return self._joined[power]
-
-    def _vectors(self, power: float) -> tuple[np.ndarray, torch.Tensor]:
-        """All items' text vectors whitened with `power` (numpy) and the target block (torch, on the device). The
-        transform is fitted once and then kept (and saved): eigenvector signs may differ between machines."""
+    def _vectors(self, power: float, with_shared: bool = False) -> tuple[np.ndarray, torch.Tensor]:
+        """All items' text vectors whitened with `power` (numpy) and the target block (torch, on the device); with
+        with_shared, the target items' shared entities beside it: the one matrix the text and shared-entity
+        profiles are scored against together (the text block is a view of it, not a copy). The transform is fitted
+        once and then kept (and saved): eigenvector signs may differ between machines."""
         if power not in self._whitened:
             if power not in self._transforms:
                 self._transforms[power] = fit_whitening(self.raw_text_, power)
             vectors = apply_whitening(self.raw_text_, *self._transforms[power]).astype(np.float32)
-            self._whitened[power] = vectors, torch.from_numpy(vectors[: self.n_target_]).to(self.device)
-        return self._whitened[power]
+            targets = torch.from_numpy(vectors[: self.n_target_]).to(self.device)
+            if self.entities_ is not None:
+                targets = torch.cat([targets, self.shared_targets_.T], 1)
+            self._whitened[power] = vectors, targets
+        vectors, targets = self._whitened[power]
+        return vectors, targets if with_shared else targets[:, : vectors.shape[1]]
 
     @torch.no_grad()
     def user_vectors(self, batch):
