@@ -54,7 +54,7 @@ class EmbeddingCache:
     def _db(self):
         db = sqlite3.connect(self.path, timeout=60)
         try:
-            db.execute("PRAGMA journal_mode=WAL")  # readers never block on (or see half of) a write
+            _wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             with db:
                 yield db
@@ -146,3 +146,17 @@ class EmbeddingCache:
         stats = {"hits": len(unique) - len(missing), "misses": len(missing), "texts": len(texts),
                  "seconds": time.perf_counter() - started, "key": encoder.key}
         return _normalise(out), stats
+
+
+def _wal(db: sqlite3.Connection, tries: int = 100) -> None:
+    """Put the cache in WAL mode: readers never block on (or see half of) a write. Two processes that open a new
+    cache at once can get "database is locked" here at once, without SQLite's busy timeout being applied (seen
+    under torchrun): the switch is retried briefly."""
+    for attempt in range(tries):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.05)
