@@ -360,7 +360,8 @@ def _codes(values: pd.Series) -> np.ndarray:
     return encoded.indices.to_numpy()
 
 
-def _read_items(path, problems: list[Problem], warnings: list[str]) -> pd.DataFrame | None:
+def _read_items(path, problems: list[Problem], warnings: list[str],
+                with_triples: bool = False) -> pd.DataFrame | None:
     name = Path(path).name
     df = _load(path, "items", problems)
     if df is None:
@@ -371,7 +372,7 @@ def _read_items(path, problems: list[Problem], warnings: list[str]) -> pd.DataFr
     front = ["item_id", "title", "description"]
     df = df[front + [c for c in df.columns if c not in front]]
     _unescape_html(df, [c for c in df.columns if c != "item_id"], name, warnings)
-    if not attribute_columns(df):
+    if not attribute_columns(df) and not with_triples:  # uploaded triples give the items their entities
         warnings.append(f"{name} has no attribute columns (category, brand, ...) besides the title: this domain's "
                         f"items get no knowledge-graph entities, so models read their text alone (add attribute "
                         f"columns, or a .kg file of triples, to give them some)")
@@ -481,7 +482,7 @@ def read_domain(name: str, interactions, items=None, kg=None) -> DomainData:
     except DatasetError as err:
         problems.extend(err.problems)
     inter = _read_interactions(interactions, problems, warnings)
-    item_table = _read_items(items, problems, warnings) if items else None
+    item_table = _read_items(items, problems, warnings, with_triples=bool(kg)) if items else None
     triples = _read_kg(kg, problems, warnings) if kg else None
     if inter is not None and item_table is not None:
         unknown = ~inter["item_id"].isin(item_table["item_id"]) & (inter["item_id"] != "")

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 TEXT_COLUMNS = ("item_id", "title", "description")
+MAX_FANOUT = 32  # the second hop goes through entities with at most this many triples
 
 
 def attribute_columns(items: pd.DataFrame) -> list[str]:
@@ -41,7 +42,8 @@ def item_graph(items: pd.DataFrame, triples: pd.DataFrame | None = None, hops: i
 
     From the attribute columns (see item_entities) plus uploaded triples whose head or tail is an item of the same
     domain (item_id = head -> (relation, tail); item_id = tail -> (relation^-1, head)). With hops=2 an item also
-    reaches the entities one triple further ("brand=x" -> made_in -> "germany" gives (item, brand.made_in, germany)).
+    reaches the entities one triple further ("brand=x" -> made_in -> "germany" gives (item, brand.made_in, germany)),
+    through entities with at most MAX_FANOUT triples.
     triples: head, relation, tail, domain. pairs: item_entities(items), when the caller has them already.
     """
     pairs = item_entities(items) if pairs is None else pairs
@@ -60,6 +62,10 @@ def item_graph(items: pd.DataFrame, triples: pd.DataFrame | None = None, hops: i
         edges = pd.concat([t.rename(columns={"head": "src", "tail": "dst"})[["src", "relation", "dst"]],
                            t.rename(columns={"tail": "src", "head": "dst"}).assign(relation=t["relation"] + "^-1")
                            [["src", "relation", "dst"]]])
+        # a hub (a category every item of a department links to) is not gone through: each of its items would
+        # reach all the others, a graph quadratic in the hub's size that says little about any one item
+        degree = edges["src"].map(edges["src"].value_counts())
+        edges = edges[degree <= MAX_FANOUT]
         first = pd.concat([pairs, direct])
         # an attribute entity 'brand=acme' continues through triples about 'acme'
         value = first["entity"].str.split("=", n=1).str[-1]

@@ -173,6 +173,14 @@ class Scenario:
             self.derived["entities"] = kg.item_entities(self.items)
         return self.derived["entities"]
 
+    def item_graph(self, hops: int) -> pd.DataFrame:
+        """kg.item_graph of every item: its attribute entities and what the uploaded triples link it to, computed
+        once per scenario and hop count."""
+        key = ("graph", hops)
+        if key not in self.derived:
+            self.derived[key] = kg.item_graph(self.items, self.triples, hops, self.item_entities())
+        return self.derived[key]
+
     def item_features(self, domain: str | None = None) -> sparse.csr_matrix:
         """Binary items x attribute-entities matrix (categories at each level, brand, ...)."""
         start, end = self.domain_range[domain or self.target]

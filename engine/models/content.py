@@ -7,8 +7,9 @@ weighs 1, the one before it `decay`, then decay^2, ...), in two spaces:
   item table (engine.text_space with `power`: raw sentence vectors all point one way, so their cosines say
   little). One space for every domain: source items speak for cold users, and an item nobody bought scores like
   any other;
-- entities: the item's attribute entities (category levels, brand, ...; engine.kg.item_entities) over all
-  domains, IDF-weighted and L2-normalised. Absent when the items have no attribute columns.
+- entities: the item's attribute entities (category levels, brand, ...) and what uploaded knowledge-graph triples
+  link it to (engine.kg.item_graph, one hop), over all domains, IDF-weighted and L2-normalised. Absent when the
+  items have neither.
 score(user, item) = cos(text profile, text_item) + entity_weight * cos(entity profile, entities_item).
 
 A setting left unset (None) is chosen by NDCG@10 on the validation cases (at most MAX_VALID_CASES of them),
@@ -72,7 +73,7 @@ class Content(ItemSpace, Explainable, Recommender):
         self.raw_text_ = scenario.item_text_vectors(self.params["encoder"], progress=report)
         self.n_target_ = scenario.n_target
         self._transforms, self._whitened = {}, {}  # per power: (mean, projection), then the whitened vectors
-        self.entities_ = entity_matrix(scenario.item_entities(), len(scenario.items), self.n_target_)
+        self.entities_ = entity_matrix(scenario.item_graph(1), len(scenario.items), self.n_target_)
         if self.entities_ is not None:  # (entities x target items): the widely shared ones dense, the rest sparse
             targets = self.entities_[: self.n_target_].T
             self.shared_targets_ = torch.from_numpy(targets[:SHARED_ENTITIES].toarray()).to(self.device)
@@ -207,7 +208,7 @@ class Content(ItemSpace, Explainable, Recommender):
         if power not in self._whitened:
             if power not in self._transforms:
                 self._transforms[power] = fit_whitening(self.raw_text_, power)
-            vectors = apply_whitening(self.raw_text_, *self._transforms[power]).astype(np.float32)
+            vectors = apply_whitening(self.raw_text_, *self._transforms[power]).astype(np.float32, copy=False)
             targets = torch.from_numpy(vectors[: self.n_target_]).to(self.device)
             if self.entities_ is not None:
                 targets = torch.cat([targets, self.shared_targets_.T], 1)

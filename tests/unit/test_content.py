@@ -132,6 +132,21 @@ def test_titles_only_items_work_without_an_entity_part(domains):
     assert ours["all"]["ndcg@10"] > pop["all"]["ndcg@10"], (ours["all"], pop["all"])
 
 
+def test_uploaded_triples_give_titles_only_items_their_entity_part(domains):
+    """The categories uploaded as knowledge-graph triples instead of an item column: the entity part reads them
+    (one entity per item here, so two items' entity cosine is 1 exactly when they share a category)."""
+    tables = {d: (inter, items[["item_id", "title"]],
+                  pd.DataFrame({"head": items["item_id"], "relation": "category", "tail": items["category"]}))
+              for d, (inter, items) in domains.items()}
+    sc = scenarios.split(tables, scenarios.scenario_spec(["src"], "tgt", seed=0, cold_fraction=0.2))
+    model = MODELS["content"](power=0.5, decay=1.0, entity_weight=1.0).fit(sc)
+    category = pd.concat([items.assign(domain=d) for d, (_, items) in domains.items()]).set_index(
+        ["domain", "item_id"])["category"].reindex(pd.MultiIndex.from_frame(sc.items[["domain", "item_id"]]))
+    entities = model.entities_.toarray()
+    same = category.to_numpy()[:, None] == category.to_numpy()[None, :]
+    assert np.allclose(entities @ entities.T, same, atol=1e-6)
+
+
 def test_perturbed_scores_are_the_scores_of_the_shortened_history_and_explain_works(fitted, small_scenario):
     sc = small_scenario
     row = int(np.flatnonzero(sc.test.segment == "warm")[0])

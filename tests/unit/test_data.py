@@ -356,9 +356,11 @@ def test_html_entities_in_item_text_are_unescaped_with_a_warning(tmp_path):
     assert any("3 value(s) held HTML entities" in w for w in dd.warnings)
 
 
-def test_items_with_titles_only_are_told_their_knowledge_graph_is_empty(tmp_path):
+def test_items_with_titles_only_and_no_triples_are_told_their_knowledge_graph_is_empty(tmp_path):
     inter = write(tmp_path, "i.csv", "user_id,item_id\nu1,a\n")
     titles = write(tmp_path, "t.csv", "item_id,title\na,a pen\n")
     assert any("no attribute columns" in w for w in read_domain("d", inter, titles).warnings)
     attributed = write(tmp_path, "a.csv", "item_id,title,category\na,a pen,office > pens\n")
     assert not any("no attribute columns" in w for w in read_domain("d", inter, attributed).warnings)
+    triples = write(tmp_path, "k.csv", "head,relation,tail\na,category,pens\n")
+    assert not any("no attribute columns" in w for w in read_domain("d", inter, titles, triples).warnings)

@@ -39,3 +39,16 @@ def test_entities_from_uploaded_triples_one_and_two_hops():
     # and the arts items reach the office pen through the brand they share with it: a cross-domain bridge
     assert set(two.loc[two["entity"] == "o1", "item"]) == {0, 1}
     assert two["relation"].nunique() == 6
+
+
+def test_the_second_hop_does_not_go_through_a_hub():
+    """40 items in one category (a hub) and two in a small series, all as triples: the series' items reach each
+    other in two hops, the category's do not (each would reach all 40: a graph quadratic in the hub)."""
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(40)], "domain": "d", "title": "x"})
+    triples = pd.DataFrame({"head": [f"i{k}" for k in range(40)] + ["i0", "i1"],
+                            "relation": ["category"] * 40 + ["series"] * 2,
+                            "tail": ["pens"] * 40 + ["gel line"] * 2, "domain": "d"})
+    assert kg.MAX_FANOUT < 40
+    two = kg.item_graph(items, triples, hops=2)
+    assert set(two.loc[two["item"] == 0, "entity"]) == {"pens", "gel line", "i1"}  # i1 through the series only
+    assert len(two) == 40 + 2 + 2

@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ... import kg, text
+from ... import text
 from ...scenario import Batch
 from ...train import fit_module
 from .. import itemknn
@@ -82,7 +82,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         known[torch.as_tensor(scenario.train["item"].unique())] = True
         knowledge = None
         if p["use_kg"]:
-            ent = kg.item_graph(scenario.items, scenario.triples, p["kg_hops"], scenario.item_entities())
+            ent = scenario.item_graph(p["kg_hops"])
             rel_codes, relations = pd.factorize(ent["relation"])
             ent_codes, entities = pd.factorize(ent["entity"])
             knowledge = Knowledge(ent["item"].to_numpy(), rel_codes, ent_codes, relations, entities, scenario.n_items,
