@@ -27,3 +27,21 @@ def test_rows_without_text_stay_zero_and_the_others_are_unit_length():
     out = text_space.apply_whitening(x, *text_space.fit_whitening(x))
     assert not out[-3:].any()
     assert np.allclose(np.linalg.norm(out[:-3], axis=1), 1, atol=1e-5)
+
+
+def test_block_by_block_gives_what_all_rows_at_once_give(monkeypatch):
+    import torch
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(1000, 6)) * np.array([4, 2, 1, 1, 0.5, 0.2]) + 1.5).astype(np.float32)
+    x[::7] = 0  # rows without text
+    rows = x[np.any(x != 0, axis=1)].astype(np.float64)
+    variance, axes = np.linalg.eigh(np.cov(rows - rows.mean(0), rowvar=False))
+    monkeypatch.setattr(text_space, "BLOCK", 64)  # 16 blocks, the last one short
+    mean, projection = text_space.fit_whitening(x, power=0.5, dim=4)
+    assert np.allclose(mean, rows.mean(0), atol=1e-6)
+    assert np.allclose(np.abs(projection), np.abs(axes[:, ::-1][:, :4] * variance[::-1][:4] ** -0.25), atol=1e-4)
+    out = text_space.apply_whitening(x, mean, projection)
+    whole = text_space._whitened_rows(x, mean, projection)
+    assert out.shape == (1000, 4) and out.dtype == np.float32 and np.allclose(out, whole, atol=1e-6)
+    assert torch.allclose(text_space.apply_whitening(torch.from_numpy(x), torch.from_numpy(mean),
+                                                     torch.from_numpy(projection)), torch.from_numpy(whole), atol=1e-6)
