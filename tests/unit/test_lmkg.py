@@ -150,7 +150,9 @@ def test_a_new_item_with_text_close_to_the_history_reaches_the_top_10():
 
 def new_item_scenario():
     """Two domains with ten themes of items each; users buy within one theme. One target item, 'fresh', is a
-    watercolour item nobody bought."""
+    watercolour item nobody bought. Every theme also has a new edition that a quarter of its users buy as their
+    validation item (and nobody in training): the validation cases show that new items do get bought, which is what
+    calibration needs to see before it lets the text reach them (on validation without one it rightly may not)."""
     rng = np.random.default_rng(1)
     themes = ["watercolour paint set", "fountain pen ink", "stapler heavy duty", "sticky notes yellow",
               "sketch pencil graphite", "printer paper ream", "oil pastel crayons", "desk organiser tray",
@@ -161,11 +163,16 @@ def new_item_scenario():
                               "title": [f"{themes[t]} model {k} ({domain})" for t in range(10) for k in range(6)]})
         if domain == "tgt":
             items.loc[len(items)] = ["fresh", "watercolour paint set deluxe (tgt)"]
+            for t in range(10):
+                items.loc[len(items)] = [f"tgt{t}_new", f"{themes[t]} new edition (tgt)"]
         rows = []
         for u in range(200):
             theme = u % 10
-            for step, k in enumerate(rng.permutation(6)[:4]):
-                rows.append((f"u{u}", f"{domain}{theme}_{k}", float(2 * step + (domain == "tgt"))))
+            picks = [f"{domain}{theme}_{k}" for k in rng.permutation(6)[:4]]
+            if domain == "tgt" and u % 4 == 0:
+                picks[2] = f"tgt{theme}_new"  # the second-to-last target item: held out for validation
+            for step, item in enumerate(picks):
+                rows.append((f"u{u}", item, float(2 * step + (domain == "tgt"))))
         tables[domain] = (pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items)
     return scenarios.split(tables, scenarios.scenario_spec(["src"], "tgt", seed=0, cold_fraction=0.2))
 
