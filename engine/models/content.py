@@ -297,7 +297,7 @@ def add_sparse(dense: torch.Tensor, m: sparse.spmatrix, scale: torch.Tensor | No
 
 def _combine(text_scores: torch.Tensor, entity_scores: torch.Tensor | None, weight: float,
              out: torch.Tensor) -> torch.Tensor:
-    """out = text + weight * entities (out may be text_scores itself)."""
+    """out = text + weight * entities (into a block reused across the grid)."""
     if entity_scores is None or not weight:
-        return out if out is text_scores else out.copy_(text_scores)
+        return out.copy_(text_scores)
     return torch.add(text_scores, entity_scores, alpha=weight, out=out)

@@ -156,7 +156,7 @@ def _wal(db: sqlite3.Connection, tries: int = 100) -> None:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             return
-        except sqlite3.OperationalError:
-            if attempt == tries - 1:
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == tries - 1:  # only the race is waited out
                 raise
             time.sleep(0.05)
