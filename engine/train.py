@@ -84,6 +84,34 @@ def init_distributed() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+def sparse_tables_allowed() -> bool:
+    """Whether embedding tables may give sparse gradients: not under torchrun on GPUs (NCCL all-reduces dense
+    tensors only; gloo, the CPU backend, takes sparse ones)."""
+    return not (int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available())
+
+
+class AdamWithSparseTables:
+    """AdamW for the dense parameters and lazy Adam (torch's SparseAdam: only the rows a step touched) for the
+    embedding tables made with sparse=True. Dense AdamW rewrites every row of every table at every step: with
+    614k items that was 0.25 s a step, most of a training epoch, and training grew with items x interactions."""
+
+    def __init__(self, module: torch.nn.Module, lr: float, weight_decay: float = 0.0):
+        tables = [m.weight for m in module.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+        kept = {id(t) for t in tables}
+        dense = [p for p in module.parameters() if id(p) not in kept]
+        self.optimisers = [torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay)]
+        if tables:
+            self.optimisers.append(torch.optim.SparseAdam(tables, lr=lr))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimiser in self.optimisers:
+            optimiser.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimiser in self.optimisers:
+            optimiser.step()
+
+
 class Loss(torch.nn.Module):
     """A module's calculate_loss as its forward pass, which is what DistributedDataParallel hooks into."""
 

@@ -59,3 +59,13 @@ def test_a_neighbourhood_is_each_rows_k_largest_entries_ties_to_the_lower_column
         order = sorted(np.flatnonzero(row), key=lambda c: (-row[c], c))[:4]
         assert sorted(kept[r].indices) == sorted(order)
         assert np.array_equal(kept[r].toarray().ravel()[order], row[order])
+
+
+def test_neighbourhoods_made_a_block_of_rows_at_a_time_equal_the_whole_matrix_at_once(small_scenario, monkeypatch):
+    co, counts = itemknn._cooccurrence(small_scenario)
+    whole = itemknn._keep_top(itemknn._shrunk(co, counts, 10.0), 5)
+    monkeypatch.setattr(itemknn, "BLOCK_ENTRIES", max(co.nnz // 7, 1))  # several blocks, cut between rows
+    blocked = itemknn._neighbourhoods(co, counts, 10.0, 5)
+    assert co.nnz > 7 and blocked.shape == whole.shape
+    for a, b in ((blocked.indptr, whole.indptr), (blocked.indices, whole.indices), (blocked.data, whole.data)):
+        assert np.array_equal(a, b)

@@ -8,6 +8,7 @@ import torch
 
 from engine import evaluate, scenario as scenarios
 from engine.models import MODELS
+from engine.train import AdamWithSparseTables
 
 SMALL = {"dim": 32, "epochs": 60, "patience": 100, "batch_size": 32, "negatives": 32, "max_history": 20, "lr": 0.003,
          "temperature": 0.1, "dropout": 0.0}
@@ -209,3 +210,21 @@ def test_cold_start_windows_pair_source_history_with_the_users_own_target_items(
     seen = set(train.loc[train["domain"] == 0, "item"])
     assert all(set(t) <= seen for t in targets)  # nothing held out: cold users have no target training items
     assert not np.isin(cold, train.loc[train["domain"] == 0, "user"]).any()
+
+
+def test_a_step_moves_only_the_table_rows_its_batch_read_and_every_layer(lmkg):
+    """lmkg's item and entity tables give sparse gradients and AdamWithSparseTables updates only the rows a step
+    read (a dense update of every row made training grow with items x interactions); the layers update as AdamW
+    updates them."""
+    net = lmkg.net_
+    assert net.ids.sparse and net.bias.sparse and net.knowledge.entities.sparse
+    table, layer = torch.nn.Embedding(6, 3, sparse=True), torch.nn.Linear(3, 1)
+    module = torch.nn.ModuleDict({"table": table, "layer": layer})
+    before = [p.detach().clone() for p in module.parameters()]
+    optimiser = AdamWithSparseTables(module, lr=0.1, weight_decay=0.01)
+    optimiser.zero_grad()
+    layer(table(torch.tensor([1, 3]))).sum().backward()
+    optimiser.step()
+    moved = (table.weight != before[0]).any(1)
+    assert moved.tolist() == [False, True, False, True, False, False]
+    assert all((p != b).all() for p, b in zip(list(module.parameters())[1:], before[1:]))

@@ -27,3 +27,19 @@ def test_two_threads_scoring_and_explaining_one_lmkg_run_agree_with_one_thread(t
     with ThreadPoolExecutor(2) as pool:
         together = list(pool.map(lambda _: answers(shared, users, item), range(2)))
     assert together == [alone, alone]
+
+
+def test_a_loaded_lmkg_run_prepares_everything_scoring_reads(trained_workspace):
+    """Scoring only reads after the load: the frozen-text channel's whitened vectors of every chosen power are
+    there before the first recommendation, and no recommendation or explanation adds one (threads share them)."""
+    ws, runs = trained_workspace
+    loaded = api.LoadedRun(runs["lmkg"]["id"], ws)
+    semantic = loaded.model.semantic_
+    prepared = set(semantic._whitened)
+    assert prepared == {c["power"] for c in semantic.chosen_.values()}
+    users = api.test_users(loaded.id, workspace=ws)
+    cold = api.test_users(loaded.id, "cold", workspace=ws)
+    for user in (users[0], *cold[:1]):
+        item = loaded.recommend(user, 1)["recommendations"][0]["item_id"]
+        loaded.explain(user, item, "both", nsamples=16, lime_samples=16)
+    assert set(semantic._whitened) == prepared

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ... import text
 from ...scenario import Batch
-from ...train import fit_module
+from ...train import AdamWithSparseTables, fit_module, sparse_tables_allowed
 from .. import itemknn
 from ..base import ItemSpace, Recommender
 from ..settings import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED, Range, Space
@@ -33,7 +33,8 @@ HELP = {
     "layers": "Transformer layers over the history", "heads": "attention heads; dim must be a multiple of them",
     "max_history": "most recent history items the network reads", "dropout": "dropout while the network trains",
     "negatives": "items sampled per batch as negatives of the softmax loss",
-    "temperature": "softmax temperature of the scores (smaller: sharper)", "weight_decay": "AdamW weight decay",
+    "temperature": "softmax temperature of the scores (smaller: sharper)",
+    "weight_decay": "AdamW weight decay of the layers (the item and entity tables are updated lazily, undecayed)",
     "text_dim": "dimensions kept of the whitened text vectors the network's adapter reads",
     "whitening": "how strongly the sentence vectors are whitened for the adapter, 0 (raw) to 1 (fully)",
     "target_view": "share of training windows that show the target-domain history alone (the view scored for a "
@@ -80,15 +81,15 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
                                       .to_numpy(), dtype=torch.long)
         known = torch.zeros(scenario.n_items, dtype=torch.bool)
         known[torch.as_tensor(scenario.train["item"].unique())] = True
-        knowledge = None
+        knowledge, sparse = None, sparse_tables_allowed()
         if p["use_kg"]:
             ent = scenario.item_graph(p["kg_hops"])
             rel_codes, relations = pd.factorize(ent["relation"])
             ent_codes, entities = pd.factorize(ent["entity"])
             knowledge = Knowledge(ent["item"].to_numpy(), rel_codes, ent_codes, relations, entities, scenario.n_items,
-                                  p["dim"])
-        return LMKGNet(p, text_vectors, item_domain, known, knowledge, len(scenario.domains),
-                       fit_whitening).to(self.device)
+                                  p["dim"], sparse)
+        return LMKGNet(p, text_vectors, item_domain, known, knowledge, len(scenario.domains), fit_whitening,
+                       sparse).to(self.device)
 
     def _text(self, scenario, progress=None):
         if not self.params["use_text"]:
@@ -120,8 +121,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
                 yield rows, torch.as_tensor(negatives, device=self.device)
 
         self.log_ = fit_module(self.net_, epoch, self, scenario, p, progress,
-                               optimiser=torch.optim.AdamW(self.net_.parameters(), lr=p["lr"],
-                                                           weight_decay=p["weight_decay"]))
+                               optimiser=AdamWithSparseTables(self.net_, p["lr"], p["weight_decay"]))
         self.net_.eval()  # drops item vectors computed before the best epoch's weights were restored
         self.target_items_ = None
         if p["use_text"]:
@@ -143,7 +143,10 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
     # ---- scoring -----------------------------------------------------------------------------------------------
     def prepare(self):
         """The target items' (normalised) vectors, biases and moments, shared by every batch of an evaluation;
-        computed once while the weights stay as they are (the network drops its item table when it trains)."""
+        computed once while the weights stay as they are (the network drops its item table when it trains); and the
+        frozen-text channel's whitened vectors, here rather than in a first score (a loaded run serves threads)."""
+        if self.semantic_ is not None:
+            self.semantic_.prepare()
         net = self.net_
         if self.target_items_ is not None and net.item_table is not None:
             return
@@ -151,7 +154,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         n = self.n_target_
         self.target_items_ = F.normalize(net.item_table[:n], dim=-1)
         self.target_bias_ = net.item_bias[:n]
-        self.new_items_ = torch.nonzero(~net.known[:n]).squeeze(1)
+        self.new_mask_ = (~net.known[:n]).float()  # 1 on never-bought items: the offset is one fused multiply-add
         v, b = self.target_items_.double(), self.target_bias_.double()
         self.moments_ = (v.mean(0), v.T @ v / len(v), v.T @ b / len(v), b.mean(), (b * b).mean())
 
@@ -230,8 +233,8 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
     def add_channels(self, scores, std, cf, semantic, weight, offset, semantic_weight) -> torch.Tensor:
         """scores (in place) + offset * std on never-bought items + weight * std * cf + semantic_weight * std *
         semantic; a channel whose weights are all 0 is skipped."""
-        if len(self.new_items_) and offset.any():
-            scores[:, self.new_items_] += (offset.to(std) * std)[:, None]
+        if offset.any():
+            scores.addcmul_((offset.to(std) * std)[:, None], self.new_mask_)
         if cf is not None and weight.any():
             add_sparse(scores, cf, weight.to(std) * std)
         if semantic is not None and semantic_weight.any():

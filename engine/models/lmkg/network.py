@@ -22,11 +22,11 @@ class Knowledge(nn.Module):
     collaborative signal."""
 
     def __init__(self, item: np.ndarray, relation: np.ndarray, entity: np.ndarray, relation_names, entity_names,
-                 n_items, dim):
+                 n_items, dim, sparse: bool = True):
         super().__init__()
         n_relations, n_entities = len(relation_names), len(entity_names)
         self.relation_names, self.entity_names = list(relation_names), list(entity_names)  # what a slot is, to explain
-        self.entities = nn.Embedding(n_entities + 1, dim)  # last row: padding
+        self.entities = nn.Embedding(n_entities + 1, dim, sparse=sparse)  # last row: padding
         self.relations = nn.Embedding(n_relations + 1, dim)
         self.attention = nn.Linear(dim, 1)
         nn.init.normal_(self.entities.weight, std=0.1)
@@ -55,7 +55,7 @@ class Knowledge(nn.Module):
 
 class LMKGNet(nn.Module):
     def __init__(self, p: dict, text_vectors: torch.Tensor, item_domain: torch.Tensor, known: torch.Tensor,
-                 knowledge: Knowledge | None, n_domains: int, fit_whitening: bool = True):
+                 knowledge: Knowledge | None, n_domains: int, fit_whitening: bool = True, sparse: bool = True):
         super().__init__()
         dim, n_items = p["dim"], len(item_domain)
         self.p = p
@@ -75,8 +75,9 @@ class LMKGNet(nn.Module):
                 self._whiten()
             self.adapter = nn.Linear(projection.shape[1], dim)  # linear: non-linear text->ID maps hurt (ZESRec)
         self.knowledge = knowledge if p["use_kg"] else None
-        self.ids = nn.Embedding(n_items, dim)
-        self.bias = nn.Embedding(n_items, 1)  # popularity beside the cosine, which is bounded by 1/T
+        # sparse: a step's gradient holds only the rows it read (engine.train.AdamWithSparseTables)
+        self.ids = nn.Embedding(n_items, dim, sparse=sparse)
+        self.bias = nn.Embedding(n_items, 1, sparse=sparse)  # popularity beside the cosine, which is bounded by 1/T
         self.new_bias = nn.Parameter(torch.zeros(1))  # the bias of an item on the content path
         nn.init.zeros_(self.bias.weight)
         nn.init.normal_(self.ids.weight, std=0.02)
