@@ -75,19 +75,27 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
     return {"best_valid_ndcg@10": best, "epochs": history}
 
 
+def _group_backend() -> str | None:
+    """The process group's backend when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, else gloo; else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
 def init_distributed() -> tuple[int, int]:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); returns (rank, world size)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        if torch.cuda.is_available():
+    """Join the process group when launched by torchrun; returns (rank, world size)."""
+    backend = _group_backend()
+    if backend and not dist.is_initialized():
+        if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend)
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def sparse_tables_allowed() -> bool:
-    """Whether embedding tables may give sparse gradients: not under torchrun on GPUs (NCCL all-reduces dense
-    tensors only; gloo, the CPU backend, takes sparse ones)."""
-    return not (int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available())
+    """Whether embedding tables may give sparse gradients: not under NCCL (torchrun on GPUs), which all-reduces
+    dense tensors only; gloo, the CPU backend, takes sparse ones."""
+    return _group_backend() != "nccl"
 
 
 class AdamWithSparseTables:
