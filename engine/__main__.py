@@ -224,6 +224,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workdir", help="folder for the per-factor workspaces (default: a temporary folder)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--keep", action="store_true", help="keep the generated data and workspaces")
+    s.add_argument("--stages", help="comma-separated stages to measure, e.g. text,training (default: every stage but "
+                                    "training, lmkg's full training to early stopping)")
     s.set_defaults(func=cmd_scale)
 
     s = sub.add_parser("jobs-bench", parents=[common], help="n background trainings one after the other, then at "
@@ -553,8 +555,9 @@ def cmd_scale(args):
     from . import scale
     bar = ProgressBar("scale")
     try:
+        stages = args.stages.split(",") if args.stages else scale.DEFAULT_STAGES
         report = scale.run(args.factors, out=args.out, workdir=args.workdir, seed=args.seed, keep=args.keep,
-                           progress=bar)
+                           stages=stages, progress=bar)
     finally:
         bar.close()
     if report["workdir"]:

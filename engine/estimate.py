@@ -1,6 +1,6 @@
 """How long a training request should take on this machine, read from the runs it has finished before.
 
-Each earlier run of the model gives its seconds per epoch (its first training stage's median), the rest of its
+Each earlier run of the model gives its seconds per epoch (its first training stage's mean), the rest of its
 training time (text embedding, later stages, calibration) and its evaluation time, scaled by the interactions of
 the request's domains over those of the run's. A request capped at N epochs is then expected to take the rest plus
 min(N, the epochs that run trained) epochs, and at most the rest plus N epochs; the median over the runs is given.
@@ -34,11 +34,11 @@ def estimate(request: TrainRequest, workspace=None) -> dict | None:
     for r in basis:
         scale = sum(sizes[d] for d in domains) / sum(sizes[d] for d in _domains(r["scenario"]))
         path = store.run_dir(r["id"]) / "curves.parquet"
-        curves = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["stage", "seconds"])
+        curves = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["stage", "epoch", "seconds"])
         first = curves[curves["stage"] == curves["stage"].iloc[0]] if len(curves) else curves
-        per_epoch = float(first["seconds"].median()) if len(first) else 0.0
+        ran = float(first["epoch"].max()) if len(first) else 0.0  # epochs (a fraction: validated in parts)
+        per_epoch = float(first["seconds"].sum()) / ran if ran else 0.0
         rest = max(r["train_seconds"] - float(curves["seconds"].sum()), 0.0) + r["eval_seconds"]
-        ran = len(first)
         typical.append(scale * (rest + per_epoch * (min(ran, cap) if cap else ran)))
         most.append(scale * (rest + per_epoch * (cap if cap else ran)))
     return {"seconds": float(np.median(typical)), "at_most_seconds": float(np.median(most)), "runs": len(basis),

@@ -4,7 +4,7 @@ Per factor f (a multiple of the shipped dataset's size, engine.generate), in a f
 split the arts -> office scenario, embed every item's text into the empty text cache, train lmkg one epoch on cached
 text (the run's train_seconds), fit item-kNN's similarity with settings chosen on validation (lmkg's collaborative
 channel), evaluate the run on every test case, explain one top recommendation (SHAP + LIME) on the loaded run, map
-the run.
+the run; and, when asked for by name (stage `training`), train lmkg to early stopping as a user does.
 
 Each stage runs in a process of its own, forked from a multiprocessing "forkserver" that has only imported the engine
 (so no stage inherits another's memory, and none pays the imports), which sets up what the stage needs (scenario
@@ -42,7 +42,8 @@ DOMAINS, SOURCE, TARGET, MODELS_DIR = ("arts", "office"), ["arts"], "office", "e
 STAGES = {"ingest": "ingest both domains", "scenario": "scenario split", "text": "first-time text embedding",
           "train": "lmkg, one epoch (train_seconds)", "similarity": "item-kNN similarity fit",
           "evaluate": "full-ranking evaluation", "explain": "SHAP + LIME, one recommendation",
-          "maps": "embedding maps (warm)"}
+          "maps": "embedding maps (warm)", "training": "lmkg, full training to early stopping (train_seconds)"}
+DEFAULT_STAGES = tuple(s for s in STAGES if s != "training")  # a full training only when asked (an hour at 16x)
 NEEDS = {"evaluate": "train", "explain": "train", "maps": "train"}  # and every stage needs ingest
 FIGURES = ("seconds", "peak_mib", "stage_mib")
 
@@ -78,7 +79,7 @@ def check_arguments(factors, out, workdir, seed, stages, settings) -> tuple[list
     return sorted(factors), [s for s in STAGES if s in wanted]
 
 
-def run(factors, out=None, workdir=None, seed: int = 0, keep: bool = False, stages=tuple(STAGES),
+def run(factors, out=None, workdir=None, seed: int = 0, keep: bool = False, stages=DEFAULT_STAGES,
         settings: dict | None = None, progress=None) -> dict:
     """Measure the stages at every factor; returns {"rows", "sizes", "exponents", "markdown", ...}, the markdown
     also written to `out`. `settings` (lmkg's, e.g. a small dim for tests) and `stages` choose what is measured."""
@@ -91,7 +92,7 @@ def run(factors, out=None, workdir=None, seed: int = 0, keep: bool = False, stag
            "models": str(root / MODELS_DIR)}
     began, rows, sizes, steps = time.perf_counter(), [], {}, len(factors) * (len(stages) + 1)
     try:
-        once = _in_child("encoder", job) if {"text", "train"} & set(stages) else None
+        once = _in_child("encoder", job) if {"text", "train", "training"} & set(stages) else None
         for k, f in enumerate(factors):
             job.update(factor=f, folder=str(root / repr(f)))
             for i, stage in enumerate(["generate", *stages]):
@@ -151,6 +152,8 @@ def render(factors, stages, rows, sizes, exponents, once, seed, settings) -> str
     for key, what, form in (("texts_per_second", "first-time text embedding, texts per second", "{:.0f}"),
                             ("encoder_load_seconds", "text encoder load before it (its process's first)", "{:.1f}"),
                             ("wall_seconds", "lmkg run wall seconds (scenario, fit, evaluation, storing)", "{:.1f}"),
+                            ("epochs_trained", "full training: epochs trained (validated in parts: fractions)", "{:g}"),
+                            ("validations", "full training: validations (early stopping's unit)", "{:d}"),
                             ("load_seconds", "loading the run before the explanation (the dashboard: once per run)",
                              "{:.1f}"),
                             ("first_call_seconds", "maps, first call in its process (numba compiles UMAP)", "{:.1f}")):
@@ -268,6 +271,16 @@ def _train(job, measure):
     top = runs.LoadedRun(record["id"], store).recommend(users[0], 1)["recommendations"][0]["item_id"]
     return {"seconds": record["train_seconds"], "wall_seconds": measure.seconds, "run_id": record["id"],
             "user": users[0], "item": top}
+
+
+def _training(job, measure):
+    """lmkg trained as a user trains it (its default epochs and early stopping) on the cached text."""
+    store = _workspace(job)
+    request = TrainRequest(SOURCE, TARGET, "lmkg", job["seed"], settings=job["settings"], maps=False)
+    record = measure(runs.train, request, store)
+    curve = runs.run_curves(record["id"], store)
+    return {"seconds": record["train_seconds"], "wall_seconds": measure.seconds, "validations": len(curve),
+            "epochs_trained": float(curve["epoch"].max())}
 
 
 def _similarity(job, measure):

@@ -36,7 +36,7 @@ def run(source: str, target: str, seed: int = 0, workspace=None, progress=None) 
     started = time.perf_counter()
     model.fit(sc, progress=progress)
     figures["lmkg train s"] = time.perf_counter() - started
-    figures["epochs"] = len(model.log_["epochs"])
+    figures["validations"] = len(model.log_["epochs"])
     started = time.perf_counter()
     evaluate.rank(model, sc, sc.test)
     figures["score all test cases s"] = time.perf_counter() - started

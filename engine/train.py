@@ -29,7 +29,11 @@ PROGRESS_EVERY = 0.5  # seconds between progress reports inside an epoch (each e
 def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Generator], Iterable[tuple]],
                recommender, scenario, params: dict, progress=None, stage: str = "train",
                valid_segment: str = "all", optimiser=None) -> dict:
-    """Train `module` in place; returns the history of (epoch, loss, valid ndcg@10)."""
+    """Train `module` in place; returns the history of (epoch, loss, valid ndcg@10), one row per validation.
+
+    Validation (and early stopping's patience) comes once an epoch, or with params["valid_every"] set, after every
+    equal part of an epoch of at most that many steps: on a large catalogue an epoch is long, and patience counted in
+    whole epochs would spend several of them confirming a peak that came early."""
     rng = np.random.default_rng(params["seed"])
     optimiser = optimiser or torch.optim.Adam(module.parameters(), lr=params["lr"])
     rank, world = init_distributed()
@@ -38,38 +42,42 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
         step = DistributedDataParallel(step, find_unused_parameters=True)  # e.g. a batch without source pairs
     device_type = next(module.parameters()).device.type
     best, best_state, since_best, history = -math.inf, None, 0, []
-    epochs, steps, reported = params["epochs"], 0, 0.0  # steps: the last epoch's, for progress inside an epoch
+    epochs, reported = params["epochs"], 0.0
     for epoch in range(1, epochs + 1):
-        started, total, n = time.time(), 0.0, 0
-        module.train()
-        batches = epoch_batches(rng)
+        batches = list(epoch_batches(rng))
         if world > 1:  # every rank takes its share of the same batches, all ranks the same number of steps
-            batches = list(batches)
             batches = batches[rank: len(batches) - len(batches) % world: world]
-        for batch in batches:
-            if progress and time.time() - reported >= PROGRESS_EVERY:
-                reported = time.time()
-                within = min(n / steps, 1.0) if steps else 0.0
-                progress({"stage": stage, "epoch_of": f"{epoch} of {epochs}"}, (epoch - 1 + within) / epochs)
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
-                loss = step(*batch)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total, n = total + loss.item(), n + 1
-        steps = n
-        module.eval()
-        ndcg = validation_ndcg(recommender, scenario, valid_segment)
-        history.append({"stage": stage, "epoch": epoch, "epochs": epochs, "loss": total / max(n, 1),
-                        "valid_ndcg@10": ndcg, "seconds": time.time() - started})
-        if progress:
-            progress(history[-1], epoch / epochs)
-        if ndcg > best:
-            best, best_state, since_best = ndcg, copy.deepcopy(module.state_dict()), 0
-        else:
-            since_best += 1
+        parts = max(1, math.ceil(len(batches) / params["valid_every"])) if params.get("valid_every") else 1
+        for part in range(parts):
+            started, total, n = time.time(), 0.0, 0
+            lo, hi = (round(len(batches) * p / parts) for p in (part, part + 1))
+            module.train()
+            for i, batch in enumerate(batches[lo:hi], lo):
+                if progress and time.time() - reported >= PROGRESS_EVERY:
+                    reported = time.time()
+                    within = i / len(batches)
+                    progress({"stage": stage, "epoch_of": f"{epoch} of {epochs}"}, (epoch - 1 + within) / epochs)
+                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
+                    loss = step(*batch)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                total, n = total + loss.item(), n + 1
+            module.eval()
+            ndcg = validation_ndcg(recommender, scenario, valid_segment)
+            done = epoch - 1 + (part + 1) / parts
+            history.append({"stage": stage, "epoch": epoch if parts == 1 else round(done, 3), "epochs": epochs,
+                            "loss": total / max(n, 1), "valid_ndcg@10": ndcg, "seconds": time.time() - started})
+            if progress:
+                progress(history[-1], done / epochs)
+            if ndcg > best:
+                best, best_state, since_best = ndcg, copy.deepcopy(module.state_dict()), 0
+            else:
+                since_best += 1
             if since_best >= params["patience"]:
                 break
+        if since_best >= params["patience"]:
+            break
     if best_state is not None:
         module.load_state_dict(best_state)
     return {"best_valid_ndcg@10": best, "epochs": history}

@@ -196,7 +196,7 @@ class _Objective:
                 first_stage[:] = first_stage or [info["stage"]]
                 if info["stage"] == first_stage[0]:
                     entry["curve"].append(info["valid_ndcg@10"])
-                    trial.report(info["valid_ndcg@10"], info["epoch"])
+                    trial.report(info["valid_ndcg@10"], len(entry["curve"]))  # epochs may be validated in parts
                     if trial.should_prune():
                         raise self.optuna.TrialPruned(f"pruned after epoch {info['epoch']}: its validation NDCG@10 "
                                                       f"{info['valid_ndcg@10']:.4f} is below the median of the "

@@ -50,7 +50,8 @@ COMMON_HELP = {  # settings several models share; a model's own `help` says the 
     "lr": "learning rate of the optimiser",
     "reg": "L2 penalty on the vectors (larger: simpler factors)",
     "epochs": "at most this many passes over the training data; early stopping may end sooner",
-    "patience": "stop after this many epochs without a better validation NDCG@10 (the best epoch's weights are kept)",
+    "patience": "stop after this many validations without a better NDCG@10 on them (the best weights are kept); a "
+                "validation ends each epoch, or each part of it where the model has valid_every",
     "batch_size": "training examples per optimiser step",
     "seed": "seeds the initial weights and the sampling (the split has its own seed)",
     "neighbours": "most similar items kept per item in the co-occurrence similarity",

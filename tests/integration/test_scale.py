@@ -9,8 +9,8 @@ from engine import scale
 from engine.errors import CrossLensError
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"dim": 16, "max_history": 10, "negatives": 64, "batch_size": 256, "text_dim": 16, "layers": 1}
-STAGES = ["ingest", "scenario", "text", "train", "similarity", "evaluate", "explain"]  # maps: a minute more
+TINY = {"dim": 16, "max_history": 10, "negatives": 64, "batch_size": 256, "text_dim": 16, "layers": 1, "epochs": 3}
+STAGES = ["ingest", "scenario", "text", "train", "similarity", "evaluate", "explain", "training"]  # maps: a minute more
 
 
 def test_every_stage_is_measured_at_every_factor_with_its_growth(tmp_path):
@@ -33,6 +33,10 @@ def test_every_stage_is_measured_at_every_factor_with_its_growth(tmp_path):
     assert "texts per second" in markdown and "CPU cores" in markdown
     assert all(r["load_seconds"] > 0 for r in report["rows"] if r["stage"] == "explain")  # timed apart from it
     assert "loading the run before the explanation" in markdown
+    for r in report["rows"]:
+        if r["stage"] == "training":  # the train stage's one epoch, here up to the settings' 3 with early stopping
+            assert r["validations"] >= 1 and 1 <= r["epochs_trained"] <= 3, r
+    assert "full training: validations" in markdown
     assert seen[0][0]["factor"] == "0.02 (1 of 2)" and seen[-1][0]["factor"] == "0.04 (2 of 2)"
     assert not (tmp_path / "work").exists()  # made by the run, removed by it
 
@@ -47,10 +51,11 @@ def test_bad_factors_are_refused_before_any_workspace_exists(tmp_path, factors, 
 
 def test_the_cli_refuses_an_out_that_is_a_folder_in_one_paragraph(tmp_path):
     result = subprocess.run([sys.executable, "-m", "engine", "scale", "--factors", "abc,0", "--out", str(tmp_path),
-                             "--workdir", str(tmp_path / "work"), "--workspace", str(tmp_path / "ws")],
+                             "--stages", "text,trainng", "--workdir", str(tmp_path / "work"), "--workspace",
+                             str(tmp_path / "ws")],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot measure scaling:") and result.stderr.count("\n") == 1
     assert "--factors must be numbers" in result.stderr and "is a folder" not in result.stdout
-    assert f"--out {tmp_path} must be a file" in result.stderr
+    assert f"--out {tmp_path} must be a file" in result.stderr and "unknown stage(s) trainng" in result.stderr
     assert not (tmp_path / "work").exists()

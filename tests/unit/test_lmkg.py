@@ -228,3 +228,27 @@ def test_a_step_moves_only_the_table_rows_its_batch_read_and_every_layer(lmkg):
     moved = (table.weight != before[0]).any(1)
     assert moved.tolist() == [False, True, False, True, False, False]
     assert all((p != b).all() for p, b in zip(list(module.parameters())[1:], before[1:]))
+
+
+def test_a_scored_state_is_the_encoders_at_each_historys_last_item(lmkg, small_scenario):
+    """Scoring computes the last layer at each history's last item only; that state is encode's there."""
+    net, n = lmkg.net_, small_scenario.n_items
+    lengths = torch.tensor([1, 2, 7, 20, 13])
+    history = torch.randint(0, n, (len(lengths), 20), generator=torch.Generator().manual_seed(0))
+    history[torch.arange(20)[None, :] >= lengths[:, None]] = -1
+    with torch.no_grad():
+        full = net.encode(history)[torch.arange(len(lengths)), lengths - 1]
+        assert torch.allclose(net.last_states(history), full, atol=1e-5)
+
+
+def test_a_long_epoch_is_validated_in_equal_parts_and_patience_counts_validations(small_scenario):
+    once = MODELS["lmkg"](**{**SMALL, "epochs": 1, "valid_every": 10**6}).fit(small_scenario)
+    assert [row["epoch"] for row in once.log_["epochs"]] == [1]  # an epoch within valid_every: one validation
+    model = MODELS["lmkg"](**{**SMALL, "epochs": 2, "patience": 3, "valid_every": 3}).fit(small_scenario)
+    log = model.log_["epochs"]
+    parts = sum(row["epoch"] <= 1 for row in log)
+    assert parts > 1 and [row["epoch"] for row in log[:parts]] == [round(p / parts, 3) for p in range(1, parts + 1)]
+    curve = [row["valid_ndcg@10"] for row in log]
+    since_best = [i - int(np.argmax(curve[: i + 1])) for i in range(len(curve))]
+    # it stops at the third validation in a row without a better NDCG, or after its two epochs
+    assert since_best.index(3) == len(log) - 1 if 3 in since_best else log[-1]["epoch"] == 2

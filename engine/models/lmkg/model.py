@@ -18,14 +18,15 @@ from .explain_hooks import ExplanationHooks
 from .network import Knowledge, LMKGNet
 
 DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.2, "negatives": 1024,
-            "temperature": 0.1, "lr": 0.001, "weight_decay": 0.0, "epochs": 30, "patience": 3, "batch_size": 64,
-            "seed": 0, "text_dim": 128, "whitening": 0.5, "target_view": 0.5, "use_text": True, "use_kg": True,
-            "use_source": True, "use_cf": True, "cold_windows": True, "neighbours": None, "shrink": None,
-            "kg_hops": 2, "encoder": text.DEFAULT_ENCODER}
+            "temperature": 0.1, "lr": 0.001, "weight_decay": 0.0, "epochs": 30, "patience": 3, "valid_every": 1000,
+            "batch_size": 64, "seed": 0, "text_dim": 128, "whitening": 0.5, "target_view": 0.5, "use_text": True,
+            "use_kg": True, "use_source": True, "use_cf": True, "cold_windows": True, "neighbours": None,
+            "shrink": None, "kg_hops": 2, "encoder": text.DEFAULT_ENCODER}
 RANGES = {"dim": COUNT, "layers": COUNT, "heads": COUNT, "max_history": COUNT, "dropout": Range(0, 0.95),
           "negatives": COUNT, "temperature": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "epochs": COUNT,
-          "patience": COUNT, "batch_size": COUNT, "seed": SEED, "text_dim": COUNT, "whitening": FRACTION,
-          "target_view": FRACTION, "neighbours": COUNT, "shrink": NON_NEGATIVE, "kg_hops": Range(1, 2)}
+          "patience": COUNT, "valid_every": COUNT, "batch_size": COUNT, "seed": SEED, "text_dim": COUNT,
+          "whitening": FRACTION, "target_view": FRACTION, "neighbours": COUNT, "shrink": NON_NEGATIVE,
+          "kg_hops": Range(1, 2)}
 SEARCH = {"dim": Space(choices=(32, 64, 128)), "lr": Space(2e-4, 5e-3, log=True), "dropout": Space(0, 0.5),
           "temperature": Space(0.03, 0.3, log=True), "weight_decay": Space(0, 0.1), "whitening": Space(0, 1),
           "target_view": Space(0, 1)}  # dim: multiples of the default heads
@@ -33,6 +34,9 @@ HELP = {
     "layers": "Transformer layers over the history", "heads": "attention heads; dim must be a multiple of them",
     "max_history": "most recent history items the network reads", "dropout": "dropout while the network trains",
     "negatives": "items sampled per batch as negatives of the softmax loss",
+    "valid_every": "most training steps between two validations: a longer epoch is validated in equal parts (large "
+                   "data), so early stopping's patience need not run whole epochs; at least an epoch's steps: once "
+                   "an epoch",
     "temperature": "softmax temperature of the scores (smaller: sharper)",
     "weight_decay": "AdamW weight decay of the layers (the item and entity tables are updated lazily, undecayed)",
     "text_dim": "dimensions kept of the whitened text vectors the network's adapter reads",
