@@ -302,21 +302,19 @@ def split(tables: dict[str, tuple], spec: dict, text_cache: Path | None = None) 
         ranges[d] = (start, start + len(items))
         start += len(items)
         item_frames.append(items)
+    # All interactions with global indices, sorted by user, then time, then domain and file order (the order they
+    # are concatenated in: a stable sort by user and time keeps it). Numbers only: moving the user id strings
+    # through the sort, or pandas' sort by four columns, cost more and grew faster than the data.
+    inter = [tables[d][0] for d in domains]
+    users, user = _codes(pd.concat([t["user_id"] for t in inter], ignore_index=True))
+    item = np.concatenate([_positions(f["item_id"], t["item_id"], d) + ranges[d][0]
+                           for d, f, t in zip(domains, item_frames, inter)])
+    domain = np.repeat(np.arange(len(domains), dtype=np.int8), [len(t) for t in inter])
+    timestamp = np.concatenate([t["timestamp"].to_numpy(np.float64) for t in inter])
+    order = np.lexsort((timestamp, user))
+    log = pd.DataFrame({"domain": domain[order], "item": item[order], "timestamp": timestamp[order],
+                        "user": user[order]})
     items = pd.concat(item_frames, ignore_index=True).fillna("")
-    item_index = pd.Series(np.arange(len(items)), index=pd.MultiIndex.from_arrays([items["domain"], items["item_id"]]))
-
-    # All interactions with global indices, sorted by user, then time, then file order.
-    frames = []
-    for di, d in enumerate(domains):
-        inter = tables[d][0]
-        frames.append(pd.DataFrame({
-            "user_id": inter["user_id"].to_numpy(), "domain": np.int8(di),
-            "item": item_index.reindex(pd.MultiIndex.from_arrays([np.full(len(inter), d), inter["item_id"]])).to_numpy(),
-            "timestamp": inter["timestamp"].to_numpy(np.float64), "order": np.arange(len(inter))}))
-    log = pd.concat(frames, ignore_index=True)
-    users, log["user"] = _codes(log["user_id"])
-    log = log.sort_values(["user", "timestamp", "domain", "order"], kind="stable").reset_index(drop=True)
-    log["item"] = log["item"].astype(np.int64)
 
     in_target = log["domain"] == 0
     target_users = np.unique(log.loc[in_target, "user"])
@@ -352,6 +350,15 @@ def split(tables: dict[str, tuple], spec: dict, text_cache: Path | None = None) 
     triples = pd.concat(kg_frames, ignore_index=True) if kg_frames else None
     return Scenario(spec=spec, domains=domains, items=items, domain_range=ranges, users=users, train=train,
                     valid=valid, test=test, held_out=held_out, text_cache=text_cache, triples=triples)
+
+
+def _positions(item_ids: pd.Series, wanted: pd.Series, domain: str) -> np.ndarray:
+    """The position of each wanted id among a domain's item ids (ingest guarantees every one is there)."""
+    found = pd.Index(item_ids).get_indexer(wanted)
+    if (found < 0).any():
+        raise ValueError(f"domain '{domain}': interactions name items its item table lacks, e.g. "
+                         f"{wanted[found < 0].iloc[0]!r}; ingest the domain again")
+    return found.astype(np.int64)
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

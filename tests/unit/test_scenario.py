@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from engine import scenario as scenarios
 
@@ -116,3 +117,20 @@ def test_at_most_n_cases_is_a_seeded_subset_in_case_order(small_scenario):
     positions = [users.index(u) for u in few.user]  # users are distinct per split
     assert positions == sorted(positions)
     assert few.user.tolist() != cases.at_most(10, seed=4).user.tolist()
+
+
+def test_equal_times_keep_the_target_first_then_file_order():
+    inter_t = pd.DataFrame({"user_id": ["a"] * 5, "item_id": ["t3", "t1", "t2", "t4", "t5"],
+                            "timestamp": [1.0, 1.0, 1.0, 2.0, 3.0]})
+    inter_s = pd.DataFrame({"user_id": ["a", "a"], "item_id": ["s1", "s0"], "timestamp": [1.0, 0.5]})
+    sc = scenarios.split({"t": (inter_t, None), "s": (inter_s, None)},
+                         scenarios.scenario_spec(["s"], "t", seed=0, cold_fraction=0.0))
+    assert list(sc.items.iloc[sc.train["item"]]["item_id"]) == ["s0", "t3", "t1", "t2", "s1"]  # t4, t5 held out
+
+
+def test_an_interaction_with_an_item_missing_from_its_item_table_is_named():
+    inter = pd.DataFrame({"user_id": ["a", "a"], "item_id": ["t1", "ghost"], "timestamp": [1.0, 2.0]})
+    items = pd.DataFrame({"item_id": ["t1"], "title": ["one"]})
+    source = pd.DataFrame({"user_id": ["a"], "item_id": ["s1"], "timestamp": [0.0]})
+    with pytest.raises(ValueError, match="domain 't'.*'ghost'"):
+        scenarios.split({"t": (inter, items), "s": (source, None)}, scenarios.scenario_spec(["s"], "t"))
