@@ -43,44 +43,48 @@ def fit_module(module: torch.nn.Module, epoch_batches: Callable[[np.random.Gener
     device_type = next(module.parameters()).device.type
     best, best_state, since_best, history = -math.inf, None, 0, []
     epochs, reported = params["epochs"], 0.0
-    for epoch in range(1, epochs + 1):
-        batches = list(epoch_batches(rng))
-        if world > 1:  # every rank takes its share of the same batches, all ranks the same number of steps
-            batches = batches[rank: len(batches) - len(batches) % world: world]
-        parts = max(1, math.ceil(len(batches) / params["valid_every"])) if params.get("valid_every") else 1
-        for part in range(parts):
-            started, total, n = time.time(), 0.0, 0
-            lo, hi = (round(len(batches) * p / parts) for p in (part, part + 1))
-            module.train()
-            for i, batch in enumerate(batches[lo:hi], lo):
-                if progress and time.time() - reported >= PROGRESS_EVERY:
-                    reported = time.time()
-                    within = i / len(batches)
-                    progress({"stage": stage, "epoch_of": f"{epoch} of {epochs}"}, (epoch - 1 + within) / epochs)
-                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
-                    loss = step(*batch)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                total, n = total + loss.item(), n + 1
-            module.eval()
-            ndcg = validation_ndcg(recommender, scenario, valid_segment)
-            done = epoch - 1 + (part + 1) / parts
-            history.append({"stage": stage, "epoch": epoch if parts == 1 else round(done, 3), "epochs": epochs,
-                            "loss": total / max(n, 1), "valid_ndcg@10": ndcg, "seconds": time.time() - started})
-            if progress:
-                progress(history[-1], done / epochs)
-            if ndcg > best:
-                best, best_state, since_best = ndcg, copy.deepcopy(module.state_dict()), 0
-            else:
-                since_best += 1
-            if since_best >= params["patience"]:
-                break
+    for epoch, done, batches, lo, hi in _parts(epoch_batches, rng, params, rank, world):
+        started, total = time.time(), 0.0
+        module.train()
+        for i in range(lo, hi):
+            if progress and time.time() - reported >= PROGRESS_EVERY:
+                reported = time.time()
+                progress({"stage": stage, "epoch_of": f"{epoch} of {epochs}"}, (epoch - 1 + i / len(batches)) / epochs)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
+                loss = step(*batches[i])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += loss.item()
+        module.eval()
+        ndcg = validation_ndcg(recommender, scenario, valid_segment)
+        history.append({"stage": stage, "epoch": done, "epochs": epochs, "loss": total / max(hi - lo, 1),
+                        "valid_ndcg@10": ndcg, "seconds": time.time() - started})
+        if progress:
+            progress(history[-1], done / epochs)
+        if ndcg > best:
+            best, best_state, since_best = ndcg, copy.deepcopy(module.state_dict()), 0
+        else:
+            since_best += 1
         if since_best >= params["patience"]:
             break
     if best_state is not None:
         module.load_state_dict(best_state)
     return {"best_valid_ndcg@10": best, "epochs": history}
+
+
+def _parts(epoch_batches, rng, params: dict, rank: int, world: int):
+    """The stretches of training between two validations: (epoch, the epochs done at its end, the epoch's batches,
+    the stretch's first and end batch). An epoch's batches are drawn whole (every rank draws them all and takes its
+    share), then cut into equal parts of at most params["valid_every"] steps: one part without it."""
+    for epoch in range(1, params["epochs"] + 1):
+        batches = list(epoch_batches(rng))
+        if world > 1:  # every rank takes its share of the same batches, all ranks the same number of steps
+            batches = batches[rank: len(batches) - len(batches) % world: world]
+        parts = max(1, math.ceil(len(batches) / params["valid_every"])) if params.get("valid_every") else 1
+        for part in range(parts):
+            lo, hi = (round(len(batches) * p / parts) for p in (part, part + 1))
+            yield epoch, epoch if parts == 1 else round(epoch - 1 + (part + 1) / parts, 3), batches, lo, hi
 
 
 def _group_backend() -> str | None:
