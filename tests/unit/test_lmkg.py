@@ -252,3 +252,25 @@ def test_a_long_epoch_is_validated_in_equal_parts_and_patience_counts_validation
     since_best = [i - int(np.argmax(curve[: i + 1])) for i in range(len(curve))]
     # it stops at the third validation in a row without a better NDCG, or after its two epochs
     assert since_best.index(3) == len(log) - 1 if 3 in since_best else log[-1]["epoch"] == 2
+
+
+def test_the_gradient_of_items_read_many_times_is_the_same_on_every_run(lmkg, small_scenario):
+    """A batch reads its items many times (every history position, every candidate). The backward of plain indexing
+    adds those rows in an order that depends on thread timing on the CPU, so two trainings of one seed on the shipped
+    data drifted apart from the first epoch; the network gathers with index_select, whose backward adds in order."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        net = lmkg._net(small_scenario, lmkg._text(small_scenario)).train()
+        generator = torch.Generator().manual_seed(0)
+        idx = torch.randint(0, small_scenario.n_items, (2000, 100), generator=generator)
+        weights = torch.randn(2000, 100, lmkg.params["dim"], generator=generator)
+        grads = []
+        for _ in range(3):
+            net.zero_grad(set_to_none=True)
+            (net.items(idx)[0] * weights).sum().backward()
+            grads.append([p.grad.coalesce().to_dense() if p.grad.is_sparse else p.grad.clone()
+                          for p in net.parameters() if p.grad is not None])
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for again in grads[1:] for a, b in zip(grads[0], again))

@@ -133,7 +133,10 @@ class LMKGNet(nn.Module):
             return self.item_table[idx], self.item_bias[idx]
         flat, inverse = torch.unique(idx.reshape(-1), return_inverse=True)
         vectors, bias = self._full(flat, self.content(flat))
-        return vectors[inverse].reshape(*idx.shape, -1), bias[inverse].reshape(idx.shape)
+        # index_select, not vectors[inverse]: the backward of indexing adds repeated rows in a thread-dependent order
+        # on the CPU, so two trainings of one seed drifted apart; index_select's adds them in a fixed order
+        vectors, bias = vectors.index_select(0, inverse), bias.index_select(0, inverse)
+        return vectors.reshape(*idx.shape, -1), bias.reshape(idx.shape)
 
     def _full(self, flat: torch.Tensor, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         known = self.known[flat]
@@ -199,7 +202,7 @@ class LMKGNet(nn.Module):
             | (negatives[None, :] == pos[:, None])
         loss = torch.zeros((), device=seq.device)
         for vectors, bias in (self._full(flat, content), (content, self.new_bias.expand(len(flat)))):
-            vectors, bias = F.normalize(vectors, dim=-1)[inverse], bias[inverse]
+            vectors, bias = F.normalize(vectors, dim=-1).index_select(0, inverse), bias.index_select(0, inverse)
             positive = (q * vectors[: len(pos)]).sum(-1, keepdim=True) / self.p["temperature"] + bias[: len(pos), None]
             others = torch.addmm(bias[len(pos):], q, vectors[len(pos):].T, alpha=1 / self.p["temperature"])
             logits = torch.cat([positive, others.masked_fill(wrong, -torch.inf)], 1)
