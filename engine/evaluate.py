@@ -92,9 +92,11 @@ def rank(model, scenario: Scenario, cases: Cases, batch_size: int | None = None,
     tops, hits = [], []
     with torch.no_grad():
         model.prepare()
+        block = torch.empty(min(batch_size, len(cases)), scenario.n_target, device=model.device)  # each batch's
         for lo in range(0, len(cases), batch_size):
             rows = np.arange(lo, min(lo + batch_size, len(cases)))
-            scores = mask_known(model.score(scenario.batch(cases, rows).to(model.device)), cases, rows)
+            batch = scenario.batch(cases, rows).to(model.device)
+            scores = mask_known(model.score(batch, out=block[: len(rows)]), cases, rows)
             if sampled:
                 scores = _keep_sampled(scores, cases.relevant.padded(rows), sampled, rng)
             top, hit = top_and_hits(scores, cases, rows)

@@ -53,8 +53,11 @@ class Recommender:
     def prepare(self) -> None:
         """Called once before a round of score() calls (an evaluation): precompute what every batch shares."""
 
-    def score(self, batch: Batch) -> torch.Tensor:
-        """(batch, n_target) scores of every target item; higher is better. A new tensor: callers mask it in place."""
+    def score(self, batch: Batch, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, n_target) scores of every target item; higher is better. Callers mask the result in place: it is
+        a new tensor, or `out` when given (a float buffer of that shape on the model's device, which an evaluation
+        reuses batch after batch: a fresh block of a large catalogue costs about as much in page faults as a pass
+        over it) and the model writes its scores into it."""
         raise NotImplementedError
 
     def state(self) -> dict[str, torch.Tensor]:

@@ -37,8 +37,8 @@ class BPR(ItemSpace, Recommender):
         self.log_ = fit_module(self.module_, batches, self, scenario, self.params, progress)
         return self
 
-    def score(self, batch):
-        return self.module_.scores(self.module_.users(batch.users), self.n_target_)
+    def score(self, batch, out=None):
+        return self.module_.scores(self.module_.users(batch.users), self.n_target_, out)
 
     def state(self):
         return dict(self.module_.state_dict())

@@ -29,6 +29,7 @@ from scipy import sparse
 from .. import text
 from ..evaluate import block_rows, mask_known, ndcg_sum
 from ..scenario import CASE_SEGMENTS
+from ..sparse_rows import add_sparse, product
 from ..text_space import apply_whitening, fit_whitening
 from .base import Explainable, ItemSpace, Recommender
 from .settings import FRACTION, NON_NEGATIVE, Range
@@ -122,16 +123,17 @@ class Content(ItemSpace, Explainable, Recommender):
         for chosen in self.chosen_.values():
             self._vectors(chosen["power"])
 
-    def score(self, batch):
+    def score(self, batch, out=None):
         history = batch.history
-        return self.add_scores(torch.zeros(len(history), self.n_target_, device=self.device), history)
+        out = torch.zeros(len(history), self.n_target_, device=self.device) if out is None else out.zero_()
+        return self.add_scores(out, history)
 
     def add_scores(self, out: torch.Tensor, history: torch.Tensor, scale: torch.Tensor | None = None,
                    items=slice(None)) -> torch.Tensor:
         """out += scale[:, None] * the scores of the target items `items` (out: (batch, len(items))), in place and
         without a (batch, items) temporary when the batch is one segment (most batches): the text and the widely
-        shared entities are one product accumulated into out, the rare entities a sparse add. lmkg adds its
-        frozen-text channel this way."""
+        shared entities are one product accumulated into out, the rare entities a sparse add (lmkg multiplies the
+        same parts, terms(), in its own product)."""
         scale = torch.ones(len(history), device=self.device) if scale is None else scale.to(self.device)
         segments = self._segments(history)
         if len(segments) == 1:
@@ -161,13 +163,39 @@ class Content(ItemSpace, Explainable, Recommender):
     def _accumulate(self, out, history, scale, items, power: float, decay: float, entity_weight: float):
         """out += scale[:, None] * (text cosine + entity_weight * entity cosine) of the target items `items`, with
         these settings."""
+        users, rare = self._profile(history, power, decay, entity_weight, items)
+        if rare is not None:
+            add_sparse(out, rare, scale)
+        return out.addmm_(users * scale[:, None], self.targets(power)[items, : users.shape[1]].T)
+
+    def terms(self, history: torch.Tensor) -> list[tuple[torch.Tensor, float, torch.Tensor, sparse.csr_matrix | None]]:
+        """add_scores's parts, per segment of the histories: (rows, power, users, rare) with the segment's settings.
+        users @ targets(power)[:, :users.shape[1]].T is the text and shared-entity part of those rows' scores, rare
+        (None without entities) the rare entities' part, a sparse (rows, n_target) matrix. For a caller that
+        multiplies the dense part in a product of its own (lmkg: with its network's, one pass over the block)."""
+        return [(rows, c["power"], *self._profile(history[rows], c["power"], c["decay"], c["entity_weight"]))
+                for segment, rows in self._segments(history) for c in [self.chosen_[segment]]]
+
+    def _profile(self, history, power: float, decay: float, entity_weight: float, items=slice(None)):
+        """(users, rare) of the histories with these settings, as terms() gives them (rare: of the items `items`)."""
         weights = self._weights(history, decay)
-        users, targets = self._text_profile(weights, power), self._vectors(power)[1]
-        if self.entities_ is not None and entity_weight:
-            shared, rare = self._entity_profile(weights)
-            users, targets = torch.cat([users, entity_weight * shared], 1), self._vectors(power, with_shared=True)[1]
-            add_sparse(out, rare @ self.rare_targets_[:, items], scale * entity_weight)
-        return out.addmm_(users * scale[:, None], targets[items].T)
+        users = self._text_profile(weights, power)
+        if self.entities_ is None or not entity_weight:
+            return users, None
+        shared, rare = self._entity_profile(weights)
+        rare = product(rare, self.rare_targets_[:, items])
+        rare.data *= np.float32(entity_weight)
+        return torch.cat([users, entity_weight * shared], 1), rare
+
+    def targets(self, power: float) -> torch.Tensor:
+        """(n_target, K) the target items' text vectors whitened with `power`, then (with entities) their shared
+        entities: what the users of terms() multiply."""
+        return self._vectors(power, with_shared=True)[1]
+
+    def keep_targets(self, power: float, block: torch.Tensor) -> None:
+        """From now on read targets(power) from `block`, a tensor equal to it (a view into a caller's wider matrix):
+        one copy in memory."""
+        self._whitened[power] = self._vectors(power)[0], block
 
     def _weights(self, history: torch.Tensor, decay: float) -> sparse.csr_matrix:
         """(batch, n_items) recency weights of each (-1 padded) history: decay^(how many kept items follow)."""
@@ -198,7 +226,7 @@ class Content(ItemSpace, Explainable, Recommender):
     def _entity_scores(self, weights) -> torch.Tensor:
         """Cosines of the entity profiles and the target items."""
         shared, rare = self._entity_profile(weights)
-        return add_sparse(shared @ self.shared_targets_, rare @ self.rare_targets_)
+        return add_sparse(shared @ self.shared_targets_, product(rare, self.rare_targets_))
 
     def _vectors(self, power: float, with_shared: bool = False) -> tuple[np.ndarray, torch.Tensor]:
         """All items' text vectors whitened with `power` (numpy) and the target block (torch, on the device); with
@@ -280,18 +308,6 @@ def validation_cases(scenario, segment: str):
     if len(cases) == 0:
         cases = scenario.valid
     return cases.at_most(MAX_VALID_CASES, scenario.spec["seed"])
-
-
-def add_sparse(dense: torch.Tensor, m: sparse.spmatrix, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """dense += m (scale[:, None] * m when given) for a sparse matrix m, touching only m's stored entries (in
-    place). Duplicate entries add up in index_add_ as they would in m: no sorting (it cost more than the adding)."""
-    m = m.tocsr()
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    values = torch.from_numpy(m.data.astype(np.float32, copy=False))
-    if scale is not None:
-        values = values * scale.detach().cpu().to(torch.float32)[torch.from_numpy(rows)]
-    flat = torch.from_numpy(rows * dense.shape[1] + m.indices)
-    return dense.view(-1).index_add_(0, flat.to(dense.device), values.to(dense)).view(dense.shape)
 
 
 def _combine(text_scores: torch.Tensor, entity_scores: torch.Tensor | None, weight: float,

@@ -109,8 +109,8 @@ class EMCDR(ItemSpace, Recommender):
             return own
         return torch.where(self.has_target_[users, None], own, self.mapping_(users))
 
-    def score(self, batch):
-        return self.factors_.target.scores(self.user_vectors(batch), self.factors_.target.items.num_embeddings)
+    def score(self, batch, out=None):
+        return self.factors_.target.scores(self.user_vectors(batch), self.factors_.target.items.num_embeddings, out)
 
     def item_vectors(self):
         """Target items from the target factors, source items from the source factors (two spaces, by design)."""

@@ -13,6 +13,7 @@ from scipy import sparse
 
 from ..evaluate import block_rows, mask_known, ndcg_sum
 from ..scenario import CASE_SEGMENTS
+from ..sparse_rows import add_sparse, product
 from .base import Explainable, Recommender
 from .content import validation_cases
 from .settings import COUNT, NON_NEGATIVE, Space
@@ -39,8 +40,10 @@ class ItemKNN(Explainable, Recommender):
             progress({"stage": "settings chosen on validation", **self.chosen_}, 1.0)
         return self
 
-    def score(self, batch):
-        return history_scores(batch.history, self.similarity_)
+    def score(self, batch, out=None):
+        if out is None:
+            return history_scores(batch.history, self.similarity_)
+        return add_sparse(out.zero_(), history_matrix(batch.history, self.similarity_))
 
     def state(self):
         return similarity_state(self.similarity_)
@@ -129,7 +132,7 @@ def history_matrix(history: torch.Tensor, sim: sparse.csr_matrix) -> sparse.csr_
     hist = history.cpu().numpy()
     rows, cols = np.nonzero(hist >= 0)
     h = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, hist[rows, cols])), shape=(len(hist), sim.shape[0]))
-    return h @ sim
+    return product(h, sim)
 
 
 def similarity_state(s: sparse.csr_matrix, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -36,6 +36,6 @@ class Factorisation(nn.Module):
         penalty = (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / len(u)
         return loss + self.reg * penalty
 
-    def scores(self, user_vectors: torch.Tensor, n_items: int) -> torch.Tensor:
-        """Scores of the first n_items items (the target block) for the given user vectors."""
-        return user_vectors @ self.items.weight[:n_items].T + self.bias.weight[:n_items, 0]
+    def scores(self, user_vectors: torch.Tensor, n_items: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of the first n_items items (the target block) for the given user vectors (into out if given)."""
+        return torch.addmm(self.bias.weight[:n_items, 0], user_vectors, self.items.weight[:n_items].T, out=out)

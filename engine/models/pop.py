@@ -14,8 +14,10 @@ class Pop(Recommender):
         self.popularity_ = torch.as_tensor(scenario.item_popularity(), dtype=torch.float32)
         return self
 
-    def score(self, batch):
-        return self.popularity_.repeat(len(batch.users), 1)  # a copy: callers mask scores in place
+    def score(self, batch, out=None):
+        if out is None:
+            return self.popularity_.repeat(len(batch.users), 1)  # a copy: callers mask scores in place
+        return out.copy_(self.popularity_.expand_as(out))
 
     def state(self):
         return {"popularity": self.popularity_}

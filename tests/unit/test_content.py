@@ -191,12 +191,3 @@ def test_scores_are_the_text_cosine_plus_the_weighted_entity_cosine_in_warm_and_
     scale = torch.linspace(0.5, 2.0, len(rows))
     added = model.add_scores(torch.ones(len(rows), sc.n_target), history, scale)
     assert np.allclose(added.numpy(), 1 + scale.numpy()[:, None] * expected, atol=1e-4)
-
-
-def test_add_sparse_adds_duplicate_entries_as_the_dense_matrix_has_them():
-    from scipy import sparse
-    m = sparse.csr_matrix((np.array([1.0, 2.0, 4.0], np.float32), np.array([2, 2, 2]), np.array([0, 2, 3])),
-                          shape=(2, 3))  # row 0 holds column 2 twice: 1 + 2
-    dense = torch.ones(2, 3)
-    content.add_sparse(dense, m, torch.tensor([1.0, 0.5]))
-    assert torch.equal(dense, torch.tensor([[1.0, 1.0, 4.0], [1.0, 1.0, 3.0]]))

@@ -71,9 +71,12 @@ def test_score_is_the_network_plus_the_offset_the_co_occurrence_and_the_text_cha
     from engine.models import itemknn
     from engine.models.lmkg import calibration, windows
     sc = small_scenario
-    history = sc.batch(sc.test, np.arange(40), max_history=20).history
+    rows = np.r_[0:30, len(sc.test) - 10:len(sc.test)]
+    history = sc.batch(sc.test, rows, max_history=20).history
+    assert {"warm", "cold"} <= set(sc.test.segment[rows])  # a block of both: the text channel's product per segment
     chosen = lmkg.calibration_[True].clone()
     lmkg.calibration_[True][0, calibration.COLUMNS.index("text_view")] = text_view  # warm rows: as if so calibrated
+    lmkg.calibration_[True][:, calibration.COLUMNS.index("text")] = torch.tensor([1.0, 2.0])  # the channel in use
     with torch.no_grad():
         lmkg.prepare()
         visible = lmkg.visible(history)

@@ -21,7 +21,7 @@ class RandomScores(Recommender):
         self.generator_ = torch.Generator().manual_seed(0)
         return self
 
-    def score(self, batch):
+    def score(self, batch, out=None):  # a new tensor: the contract lets a model leave out unused
         return torch.rand(len(batch.users), self.n_target_, generator=self.generator_)
 
 
@@ -67,6 +67,20 @@ def test_scores_are_a_new_tensor_the_caller_may_mask(name, fitted, small_scenari
         before = first.clone()
         first.fill_(-1.0)
         assert torch.equal(fitted[name].score(batch), before)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_scores_written_into_a_reused_buffer_are_the_scores(name, fitted, small_scenario):
+    """Evaluation hands every batch the same buffer (score's out): whatever it held before must not show through,
+    in a batch of warm and cold cases alike."""
+    cases = small_scenario.test
+    assert {"warm", "cold"} <= set(cases.segment)
+    batch = small_scenario.batch(cases, np.arange(len(cases)))
+    with torch.no_grad():
+        fresh = fitted[name].score(batch)
+        buffer = torch.full((len(cases), small_scenario.n_target), torch.nan)
+        written = fitted[name].score(batch, out=buffer)
+    assert torch.allclose(written, fresh, rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_setting_is_rejected_with_the_valid_ones():

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import sparse
 
+from ... import sparse_rows
 from .. import itemknn
 
 
-def unit_rows(history: torch.Tensor, similarity) -> "scipy.sparse.csr_matrix":
+def unit_rows(history: torch.Tensor, similarity) -> sparse.csr_matrix:
     """(batch, n_target) csr co-occurrence scores of each (-1 padded) history, each row divided by its largest
-    entry (similarities are >= 0; an empty row stays empty)."""
-    cf = itemknn.history_matrix(history, similarity)
-    counts = np.diff(cf.indptr)
-    top = np.ones(len(counts), np.float32)
-    top[counts > 0] = np.maximum.reduceat(cf.data, cf.indptr[:-1][counts > 0])
-    cf.data /= np.repeat(np.maximum(top, 1e-6), counts)
-    return cf
+    entry (similarities are >= 0; an empty row stays empty). The rows in parts (engine.sparse_rows)."""
+    def part(lo: int, hi: int) -> sparse.csr_matrix:
+        cf = itemknn.history_matrix(history[lo:hi], similarity)
+        counts = np.diff(cf.indptr)
+        top = np.ones(len(counts), np.float32)
+        top[counts > 0] = np.maximum.reduceat(cf.data, cf.indptr[:-1][counts > 0])
+        cf.data /= np.repeat(np.maximum(top, 1e-6), counts)
+        return cf
+
+    return sparse_rows.map_csr(part, len(history))
 
 
 def item_scores(rows: torch.Tensor, similarity, item: int) -> torch.Tensor:

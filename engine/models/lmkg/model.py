@@ -8,11 +8,12 @@ import torch.nn.functional as F
 
 from ... import text
 from ...scenario import Batch
+from ...sparse_rows import add_sparse
 from ...train import AdamWithSparseTables, fit_module, sparse_tables_allowed
 from .. import itemknn
 from ..base import ItemSpace, Recommender
 from ..settings import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, SEED, Range, Space
-from ..content import Content, add_sparse
+from ..content import Content
 from . import calibration, collaborative, windows
 from .explain_hooks import ExplanationHooks
 from .network import Knowledge, LMKGNet
@@ -161,17 +162,44 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         self.new_mask_ = (~net.known[:n]).float()  # 1 on never-bought items: the offset is one fused multiply-add
         v, b = self.target_items_.double(), self.target_bias_.double()
         self.moments_ = (v.mean(0), v.T @ v / len(v), v.T @ b / len(v), b.mean(), (b * b).mean())
+        self.joint_ = {}  # per whitening power of the text channel: [items | bias | the channel's targets]
+        if self.semantic_ is not None:
+            for power in {c["power"] for c in self.semantic_.chosen_.values()}:
+                joint = torch.cat([self.target_items_, self.target_bias_[:, None], self.semantic_.targets(power)], 1)
+                self.semantic_.keep_targets(power, joint[:, self.params["dim"] + 1:])
+                self.joint_[power] = joint
 
-    def score(self, batch):
+    @torch.no_grad()  # writes into buffers (out=), which autograd refuses; nothing differentiates scores
+    def score(self, batch, out=None):
         history = self.visible(batch.history.to(self.device))
         gate, weight, offset, semantic, text_view = self._settings(history)
         mixed, target = self.views(history, gate)
         cf = self.cf_rows(history) if self.cf_ is not None and self.params["use_cf"] else None
-        scores, std = self.network_scores(mixed, target, gate)
-        scores = self.add_channels(scores, std, cf, None, weight, offset, semantic)
-        if self.semantic_ is not None and semantic.any():  # accumulated into the scores: no (batch, n_target) copy
-            self.semantic_.add_scores(scores, self.text_history(history, text_view > 0), semantic.to(std) * std)
-        return scores
+        if self.semantic_ is not None and semantic.any():
+            users = self._gated(mixed, target, gate)
+            std = self._network_std(users)
+            scores = self._joint_scores(users, self.text_history(history, text_view > 0), semantic.to(std) * std, out)
+        else:
+            scores, std = self.network_scores(mixed, target, gate, out)
+        return self.add_channels(scores, std, cf, None, weight, offset, semantic)
+
+    def _joint_scores(self, users, text_history, scale, out=None) -> torch.Tensor:
+        """The network's scores plus scale[:, None] times the frozen-text channel's, in one product per segment of
+        the text channel ([users / T | 1 | the channel's users] against joint_): one pass over the (batch,
+        n_target) block instead of two."""
+        device = users.device
+        out = torch.empty(len(users), self.n_target_, device=device) if out is None else out
+        for rows, power, text_users, rare in self.semantic_.terms(text_history):
+            rows = rows.to(device)
+            left = torch.cat([users[rows] / self.params["temperature"], torch.ones(len(text_users), 1, device=device),
+                              text_users * scale[rows, None]], 1)
+            block = out if bool(rows.all()) else torch.empty(len(left), self.n_target_, device=device)
+            torch.mm(left, self.joint_[power][:, : left.shape[1]].T, out=block)
+            if rare is not None:
+                add_sparse(block, rare, scale[rows])
+            if block is not out:
+                out[rows] = block
+        return out
 
     def visible(self, history):
         """The (left-aligned, -1 padded) histories as the network sees them: target items only without use_source,
@@ -228,11 +256,16 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
     def network_scores(self, mixed, target, gate, out=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, n_target) the network's scores of the gated user vectors (into `out` if given), and (batch,)
         their standard deviation over the target items: the unit every other channel is added in."""
-        gate = gate.to(mixed)[:, None]
-        users = F.normalize((1 - gate) * mixed + gate * target, dim=-1)
+        users = self._gated(mixed, target, gate)
         scores = torch.addmm(self.target_bias_, users, self.target_items_.T, alpha=1 / self.params["temperature"],
                              out=out)
         return scores, self._network_std(users)
+
+    @staticmethod
+    def _gated(mixed, target, gate) -> torch.Tensor:
+        """The unit user vectors scored: each row's views mixed by its gate."""
+        gate = gate.to(mixed)[:, None]
+        return F.normalize((1 - gate) * mixed + gate * target, dim=-1)
 
     def add_channels(self, scores, std, cf, semantic, weight, offset, semantic_weight) -> torch.Tensor:
         """scores (in place) + offset * std on never-bought items + weight * std * cf + semantic_weight * std *
@@ -259,7 +292,7 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         """Unnormalised target-domain user vectors from (visible) histories."""
         lengths = (history >= 0).sum(1)
         users = torch.empty(len(history), self.params["dim"], device=history.device)
-        for rows in torch.argsort(lengths).split(256):  # similar lengths together, each chunk cut to its longest
+        for rows in torch.argsort(lengths).split(128):  # similar lengths together, each chunk cut to its longest
             users[rows] = self.net_.user_vectors(history[rows, : max(int(lengths[rows].max()), 1)], 0)
         return users
 
