@@ -21,6 +21,10 @@ from scipy import sparse
 MIN_ROWS = 64  # fewer rows per part cost more in handing over than they gain
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool): a forked child makes its own
 _inside = threading.local()
+_creating = threading.Lock()
+# Adding a CSR tensor to a dense one is all this module asks of torch's CSR support; its "beta" notice says nothing
+# to a user (a filter set once: warnings.catch_warnings is not safe in threads that score at once).
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
 def parts(n_rows: int) -> list[tuple[int, int]]:
@@ -61,9 +65,10 @@ def _run(fn, lo: int, hi: int):
 
 def _executor(workers: int) -> ThreadPoolExecutor:
     global _pool
-    if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
-        _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="rows"))
-    return _pool[2]
+    with _creating:  # threads scoring at once share one pool (a smaller one is left to finish what it holds)
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
+            _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="rows"))
+        return _pool[2]
 
 
 def add_sparse(dense: torch.Tensor, m: sparse.spmatrix, scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,9 +80,7 @@ def add_sparse(dense: torch.Tensor, m: sparse.spmatrix, scale: torch.Tensor | No
     if scale is not None:
         values = values * np.repeat(scale.detach().cpu().numpy().astype(np.float32), np.diff(m.indptr))
     index = np.result_type(m.indptr, m.indices)
-    with warnings.catch_warnings():  # "CSR support is in beta": adding one to a dense tensor is all it does here
-        warnings.simplefilter("ignore", UserWarning)
-        csr = torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(index, copy=False)),
-                                      torch.from_numpy(m.indices.astype(index, copy=False)), torch.from_numpy(values),
-                                      size=m.shape, check_invariants=False)
+    csr = torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(index, copy=False)),
+                                  torch.from_numpy(m.indices.astype(index, copy=False)), torch.from_numpy(values),
+                                  size=m.shape, check_invariants=False)
     return dense.add_(csr.to(dense.device))
