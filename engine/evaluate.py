@@ -92,7 +92,7 @@ def rank(model, scenario: Scenario, cases: Cases, batch_size: int | None = None,
     tops, hits = [], []
     with torch.no_grad():
         model.prepare()
-        block = torch.empty(min(batch_size, len(cases)), scenario.n_target, device=model.device)  # each batch's
+        block = torch.empty(min(batch_size, len(cases)), scenario.n_target, device=model.device)  # reused (score)
         for lo in range(0, len(cases), batch_size):
             rows = np.arange(lo, min(lo + batch_size, len(cases)))
             batch = scenario.batch(cases, rows).to(model.device)
