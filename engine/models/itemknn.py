@@ -41,9 +41,7 @@ class ItemKNN(Explainable, Recommender):
         return self
 
     def score(self, batch, out=None):
-        if out is None:
-            return history_scores(batch.history, self.similarity_)
-        return add_sparse(out.zero_(), history_matrix(batch.history, self.similarity_))
+        return history_scores(batch.history, self.similarity_, out)
 
     def state(self):
         return similarity_state(self.similarity_)
@@ -122,8 +120,11 @@ def _neighbourhoods(co: sparse.csr_matrix, counts: np.ndarray, shrink: float, k:
                          format="csr")
 
 
-def history_scores(history: torch.Tensor, sim: sparse.csr_matrix) -> torch.Tensor:
-    """(batch, n_target): the summed similarity of each target item to the items of each (-1 padded) history."""
+def history_scores(history: torch.Tensor, sim: sparse.csr_matrix, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(batch, n_target): the summed similarity of each target item to the items of each (-1 padded) history (into
+    out if given)."""
+    if out is not None:
+        return add_sparse(out.zero_(), history_matrix(history, sim))
     return torch.from_numpy(history_matrix(history, sim).toarray()).to(history.device)
 
 
