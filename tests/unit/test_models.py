@@ -21,7 +21,7 @@ class RandomScores(Recommender):
         self.generator_ = torch.Generator().manual_seed(0)
         return self
 
-    def score(self, batch, out=None):  # a new tensor: the contract lets a model leave out unused
+    def score(self, batch, out=None):  # a new tensor each time: the contract lets a model ignore `out`
         return torch.rand(len(batch.users), self.n_target_, generator=self.generator_)
 
 
