@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 REPORT_EVERY = 1.0  # seconds between progress writes (epoch ends are always written)
 QUEUE_POLL = 1.0    # seconds between a waiting job's looks for a free slot
 POSITION_KEYS = ("texts", "users", "cases", "trial")  # progress keys that say how far into a stage, not a result
-BASELINES = ("pop", "itemknn")  # the runs every scenario is compared against
+BASELINES = ("pop", "itemknn", "userknn")  # the runs every scenario is compared against
 
 
 def max_jobs() -> int:

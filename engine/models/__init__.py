@@ -6,5 +6,6 @@ from .emcdr import EMCDR
 from .itemknn import ItemKNN
 from .lmkg import LMKG
 from .pop import Pop
+from .userknn import UserKNN
 
-MODELS = {m.name: m for m in (Pop, ItemKNN, Content, BPR, CMF, EMCDR, LMKG)}
+MODELS = {m.name: m for m in (Pop, ItemKNN, UserKNN, Content, BPR, CMF, EMCDR, LMKG)}

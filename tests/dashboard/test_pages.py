@@ -171,10 +171,10 @@ def test_launching_from_the_train_page_starts_a_job_per_seed_and_the_missing_bas
     next(b for b in at.button if b.label == "Launch training").click()
     at.run()
     assert not at.exception and any("Started 2 job(s)" in s.value and "itemknn (seed 1)" in s.value
-                                    for s in at.success)
+                                    and "userknn (seed 1)" in s.value for s in at.success)
     jobs = api.jobs(tmp_path)
-    assert sorted((j["spec"]["model"], j["spec"]["seed"]) for j in jobs) == [("itemknn", 0), ("itemknn", 1),
-                                                                             ("pop", 0), ("pop", 1)]
+    assert sorted((j["spec"]["model"], j["spec"]["seed"]) for j in jobs) == [
+        ("itemknn", 0), ("itemknn", 1), ("pop", 0), ("pop", 1), ("userknn", 0), ("userknn", 1)]
     deadline = time.time() + 180
     while any(api.job(j["id"], tmp_path)["status"] in api.JOB_ACTIVE for j in jobs) and time.time() < deadline:
         time.sleep(0.3)

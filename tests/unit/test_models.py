@@ -7,7 +7,7 @@ from engine.models import MODELS
 from engine.models.base import Recommender
 
 SMALL = {"dim": 16, "epochs": 30, "patience": 5, "batch_size": 256, "lr": 0.01}
-SETTINGS = {"pop": {}, "itemknn": {}, "content": {}, "bpr": SMALL, "cmf": SMALL, "emcdr": {**SMALL, "map_epochs": 30},
+SETTINGS = {"pop": {}, "itemknn": {}, "userknn": {}, "content": {}, "bpr": SMALL, "cmf": SMALL, "emcdr": {**SMALL, "map_epochs": 30},
             "lmkg": {**SMALL, "epochs": 20, "patience": 100, "batch_size": 32, "negatives": 32, "max_history": 20,
                      "lr": 0.003, "temperature": 0.1, "dropout": 0.0}}
 
@@ -41,7 +41,7 @@ def test_model_beats_random(name, fitted, random_ndcg, small_scenario):
     assert summary["all"]["ndcg@10"] > 1.5 * random_ndcg["all"]["ndcg@10"], summary["all"]
 
 
-@pytest.mark.parametrize("name", ["itemknn", "content", "cmf", "emcdr"])
+@pytest.mark.parametrize("name", ["itemknn", "userknn", "content", "cmf", "emcdr"])
 def test_cross_domain_models_serve_cold_users(name, fitted, random_ndcg, small_scenario):
     # cold users' target taste follows their source taste: a cross-domain model must find it
     summary = evaluate.evaluate(fitted[name], small_scenario).summary
