@@ -25,7 +25,7 @@ COLUMNS = [("warm", "ndcg@10"), ("warm", "hr@10"), ("warm", "mrr@10"),
 BUCKET_METRICS = ("ndcg@10", "hr@10")  # what the per-bucket tables show
 BUCKET_TABLES = {"items": "item bucket", "activity": "user-activity bucket"}  # evaluate's segment group -> title
 # Sanity the baselines must show on real data: (better model, worse model, segment) on ndcg@10.
-SANITY = [("itemknn", "pop", "warm"), ("cmf", "pop", "warm"), ("emcdr", "pop", "cold")]
+SANITY = [("itemknn", "pop", "warm"), ("userknn", "pop", "cold"), ("cmf", "pop", "warm"), ("emcdr", "pop", "cold")]
 OURS = "lmkg"
 # row name -> (model, settings)
 ABLATIONS = {"lmkg -text": {"use_text": False}, "lmkg -kg": {"use_kg": False}, "lmkg -source": {"use_source": False},
