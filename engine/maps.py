@@ -186,8 +186,9 @@ def read_maps(run_id: str, workspace=None) -> dict:
     record = store.require_run(run_id)
     folder = store.run_dir(record["id"])
     if not all((folder / name).exists() for name in FILES):
+        without = ", ".join(n for n, m in MODELS.items() if not learns_vectors(m))
         raise CrossLensError(f"run {run_id} ({record['model']}) has no embedding maps: models without item vectors "
-                             f"(pop, itemknn) have none, and others get them when training ends; "
+                             f"({without}) have none, and others get them when training ends; "
                              f"`python -m engine map {run_id}` computes them.")
     return {"items": pd.read_parquet(folder / "map_items.parquet"),
             "users": pd.read_parquet(folder / "map_users.parquet"),

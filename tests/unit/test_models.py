@@ -7,7 +7,8 @@ from engine.models import MODELS
 from engine.models.base import Recommender
 
 SMALL = {"dim": 16, "epochs": 30, "patience": 5, "batch_size": 256, "lr": 0.01}
-SETTINGS = {"pop": {}, "itemknn": {}, "userknn": {}, "content": {}, "bpr": SMALL, "cmf": SMALL, "emcdr": {**SMALL, "map_epochs": 30},
+SETTINGS = {"pop": {}, "itemknn": {}, "userknn": {}, "content": {}, "bpr": SMALL, "cmf": SMALL,
+            "emcdr": {**SMALL, "map_epochs": 30},
             "lmkg": {**SMALL, "epochs": 20, "patience": 100, "batch_size": 32, "negatives": 32, "max_history": 20,
                      "lr": 0.003, "temperature": 0.1, "dropout": 0.0}}
 
