@@ -57,9 +57,10 @@ class UserKNN(Recommender):
             return int(self.params["neighbours"])
         cases = validation_cases(scenario, segment)
         totals = dict.fromkeys(NEIGHBOURS, 0.0)
-        scores = torch.empty(min(block_rows(self.n_target_), self._rows_at_once(), len(cases)), self.n_target_)
-        for lo in range(0, len(cases), len(scores)):
-            rows = np.arange(lo, min(lo + len(scores), len(cases)))
+        step = min(block_rows(self.n_target_), self._rows_at_once())
+        scores = torch.empty(min(step, len(cases)), self.n_target_)
+        for lo in range(0, len(cases), step):
+            rows = np.arange(lo, min(lo + step, len(cases)))
             batch = scenario.batch(cases, rows)
             nearest = self._nearest(batch.history, batch.users, max(NEIGHBOURS))
             for k in NEIGHBOURS:
@@ -72,8 +73,9 @@ class UserKNN(Recommender):
         cold = ~((history >= 0) & (history < self.n_target_)).any(1).numpy()
         k = np.where(cold, self.neighbours_["cold"], self.neighbours_["warm"])
         out = torch.zeros(len(history), self.n_target_) if out is None else out.zero_()
-        for lo in range(0, len(history), self._rows_at_once()):
-            rows = slice(lo, lo + self._rows_at_once())
+        step = self._rows_at_once()
+        for lo in range(0, len(history), step):
+            rows = slice(lo, lo + step)
             self._add_items(out[rows], *self._nearest(history[rows], users[rows], int(k[rows].max())), k[rows])
         return out
 
