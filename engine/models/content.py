@@ -88,6 +88,10 @@ class Content(ItemSpace, Explainable, Recommender):
             return (0.0,)
         return {"power": POWERS, "decay": DECAYS, "entity_weight": ENTITY_WEIGHTS}[setting]
 
+    def entity_weights(self) -> tuple:
+        """The entity weights this channel may take: the grid, or the one it was given (0 without entities)."""
+        return self._candidates("entity_weight")
+
     def _choose(self, scenario, segment: str) -> tuple[dict, float]:
         """The grid point with the best NDCG@10 on the segment's validation cases (validation_cases), and that
         NDCG@10."""

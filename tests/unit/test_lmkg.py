@@ -121,6 +121,28 @@ def test_calibration_is_chosen_on_validation_cases_only(lmkg, small_scenario):
         assert not calibration.calibrate(lmkg, blind, use_cf=True).any()
 
 
+def test_the_text_channels_entity_weight_is_chosen_again_by_the_fused_model(lmkg, small_scenario):
+    """content picks its entity weight for content alone; inside lmkg the weight is picked again by the fused
+    model's validation NDCG@10 (beside the network and the co-occurrence channel the attribute match can hurt)."""
+    from engine.models.lmkg import calibration
+    sc = small_scenario
+    grid = lmkg.semantic_.entity_weights()
+    assert len(grid) > 1  # the small data has attribute entities
+    cases = sc.valid.subset(np.flatnonzero(sc.valid.segment == "warm"))
+    setting = dict(zip(calibration.COLUMNS, lmkg.calibration_[True][0].tolist()))
+    chosen = lmkg.semantic_.chosen_["warm"]
+    kept, totals = chosen["entity_weight"], {}
+    with torch.no_grad():
+        for weight in grid:
+            chosen["entity_weight"] = weight
+            views = calibration._views(lmkg, sc, cases, True, True)
+            totals[weight] = calibration._ndcg_totals(lmkg, cases, views, setting, "gate", (setting["gate"],))[0]
+        calibration._choose_entity_weight(lmkg, sc, cases, True, True, setting, "warm", grid)
+    best, chosen["entity_weight"] = chosen["entity_weight"], kept
+    assert totals[best] == pytest.approx(max(totals.values())), totals
+    assert len(set(totals.values())) > 1  # the weight changes what the fused model ranks
+
+
 def test_switching_the_collaborative_channel_on_a_trained_model_recalibrates(lmkg, small_scenario):
     """What api.derive does: reload the weights with use_cf changed. Off: the stored cf channel is dropped and a
     calibration without it is chosen on validation; back on: the channel is refitted and scores as before."""

@@ -133,17 +133,18 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
             self.semantic_ = self._semantic_model().fit(scenario)
         if progress:
             progress({"stage": "calibrating on validation"}, 1.0)
-        self._calibrate(scenario)
+        self._calibrate(scenario, entities=True)
         return self
 
-    def _calibrate(self, scenario):
+    def _calibrate(self, scenario, entities: bool = False):
         """Calibrate for the current use_cf (fitting the collaborative channel first if it is used and missing):
-        after fit, and in load_state when api.derive switched use_cf on a trained run."""
+        after fit (where the text channel's entity weights are chosen too), and in load_state when api.derive
+        switched use_cf on a trained run."""
         use_cf = bool(self.params["use_cf"])
         if use_cf and self.cf_ is None:
             self.cf_, _ = itemknn.choose_similarity(scenario, self.params["neighbours"], self.params["shrink"])
         if use_cf not in self.calibration_:
-            self.calibration_[use_cf] = calibration.calibrate(self, scenario, use_cf=use_cf)
+            self.calibration_[use_cf] = calibration.calibrate(self, scenario, use_cf=use_cf, entities=entities)
 
     # ---- scoring -----------------------------------------------------------------------------------------------
     def prepare(self):
