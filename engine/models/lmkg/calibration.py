@@ -68,6 +68,7 @@ def calibrate(model, scenario, use_cf: bool, entities: bool = False) -> torch.Te
                   ("new", NEW_OFFSETS), *channels, *view]
         for name, grid in stages:
             if name == "entity":
+                views = None  # the channel's dense scores are held for one entity weight at a time
                 views = _choose_entity_weight(model, scenario, cases, use_cf, text_views, setting, segment, grid)
                 continue
             totals = _ndcg_totals(model, cases, views, setting, name, grid)
