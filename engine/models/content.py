@@ -29,7 +29,7 @@ from scipy import sparse
 from .. import text
 from ..evaluate import block_rows, mask_known, ndcg_sum
 from ..scenario import CASE_SEGMENTS
-from ..sparse_rows import add_sparse, product
+from ..sparse_rows import add_sparse, l2_normalised, product
 from ..text_space import apply_whitening, fit_whitening
 from .base import Explainable, ItemSpace, Recommender
 from .settings import FRACTION, NON_NEGATIVE, Range
@@ -218,9 +218,7 @@ class Content(ItemSpace, Explainable, Recommender):
         """The unit entity profiles, split where the target items' entities are: the few entities most target items
         share as a dense (batch, SHARED_ENTITIES) block (a sparse product there would fill every cell), the rest
         sparse (each reaches few items)."""
-        profile = weights @ self.entities_
-        norms = np.sqrt(np.asarray(profile.multiply(profile).sum(1)).ravel())
-        profile = sparse.diags((1 / np.maximum(norms, 1e-12)).astype(np.float32)) @ profile
+        profile = l2_normalised(weights @ self.entities_)
         return (torch.from_numpy(profile[:, :SHARED_ENTITIES].toarray()).to(self.device),
                 profile[:, SHARED_ENTITIES:].tocsr())
 
@@ -301,8 +299,7 @@ def entity_matrix(ent: pd.DataFrame, n_items: int, n_target: int) -> sparse.csr_
     idf = np.log(n_items / np.bincount(codes, minlength=len(names)))
     m = sparse.csr_matrix((idf[codes].astype(np.float32), (ent["item"].to_numpy(), codes)),
                           shape=(n_items, len(names)))
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel())
-    return sparse.diags((1 / np.maximum(norms, 1e-12)).astype(np.float32)) @ m
+    return l2_normalised(m)
 
 
 def validation_cases(scenario, segment: str):

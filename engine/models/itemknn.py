@@ -13,7 +13,7 @@ from scipy import sparse
 
 from ..evaluate import block_rows, mask_known, ndcg_sum
 from ..scenario import CASE_SEGMENTS
-from ..sparse_rows import add_sparse, product
+from ..sparse_rows import add_sparse, history_rows, product
 from .base import Explainable, Recommender
 from .content import validation_cases
 from .settings import COUNT, NON_NEGATIVE, Space
@@ -130,10 +130,7 @@ def history_scores(history: torch.Tensor, sim: sparse.csr_matrix, out: torch.Ten
 
 def history_matrix(history: torch.Tensor, sim: sparse.csr_matrix) -> sparse.csr_matrix:
     """history_scores as a sparse (batch, n_target) matrix: only the items the histories' neighbourhoods reach."""
-    hist = history.cpu().numpy()
-    rows, cols = np.nonzero(hist >= 0)
-    h = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, hist[rows, cols])), shape=(len(hist), sim.shape[0]))
-    return product(h, sim)
+    return product(history_rows(history, sim.shape[0]), sim)
 
 
 def similarity_state(s: sparse.csr_matrix, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ from scipy import sparse
 
 from ..evaluate import block_rows, mask_known, ndcg_sum
 from ..scenario import CASE_SEGMENTS
-from ..sparse_rows import add_sparse, product
+from ..sparse_rows import add_sparse, history_rows, l2_normalised, product
 from .base import Recommender
 from .content import validation_cases
 from .settings import COUNT, Space
@@ -48,7 +48,7 @@ class UserKNN(Recommender):
         n = self.n_target_ = scenario.n_target
         self.candidates_ = np.flatnonzero(np.diff(x[:, :n].tocsr().indptr) > 0)
         rows = x[self.candidates_]
-        self.unit_users_ = _unit_rows(rows).T.tocsr()  # (items x candidates): one product gives the cosines
+        self.unit_users_ = l2_normalised(rows).T.tocsr()  # (items x candidates): one product gives the cosines
         self.target_items_ = rows[:, :n].tocsr()
 
     def _choose(self, scenario, segment: str) -> int:
@@ -86,12 +86,9 @@ class UserKNN(Recommender):
     def _nearest(self, history: torch.Tensor, users: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(rows, width) cosines and candidate positions of each history's nearest candidates, nearest first; the
         case's own user is never among them (their training items are already theirs)."""
-        h = history.numpy()
-        r, c = np.nonzero(h >= 0)
-        items = sparse.csr_matrix((np.ones(len(r), np.float32), (r, h[r, c])),
-                                  shape=(len(h), self.unit_users_.shape[0]))
+        items = history_rows(history, self.unit_users_.shape[0])
         items.data[:] = 1.0  # an item seen twice counts once, as in the training rows
-        similarity = torch.from_numpy(product(_unit_rows(items), self.unit_users_).toarray())
+        similarity = torch.from_numpy(product(l2_normalised(items), self.unit_users_).toarray())
         users = users.numpy()
         me = np.minimum(np.searchsorted(self.candidates_, users), len(self.candidates_) - 1)
         own = np.flatnonzero((users >= 0) & (self.candidates_[me] == users))
@@ -117,8 +114,3 @@ class UserKNN(Recommender):
         self.neighbours_ = dict(zip(CASE_SEGMENTS, map(int, tensors["neighbours"].tolist())))
         return self
 
-
-def _unit_rows(m: sparse.csr_matrix) -> sparse.csr_matrix:
-    """The rows divided by their L2 norms (an empty row stays empty)."""
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel())
-    return (sparse.diags((1 / np.maximum(norms, 1e-12)).astype(np.float32)) @ m).tocsr()
