@@ -106,6 +106,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs: the request is the job's
     s.set_defaults(func=cmd_train)
 
+    s = sub.add_parser("derive", parents=[common], help="a new run from a trained run's weights with settings that act "
+                                                       "after training changed (lmkg: use_cf, new_items), evaluated "
+                                                       "on the same test cases; no retraining")
+    s.add_argument("run", help="the trained run's id")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", required=True,
+                   help="a setting to change, e.g. --set new_items=2")
+    s.add_argument("--background", action="store_true", help="run as a background job; print its id and return")
+    s.add_argument("--job", help=argparse.SUPPRESS)  # set by engine.jobs in the job's own process
+    s.set_defaults(func=cmd_derive)
+
     s = sub.add_parser("tune", parents=[common], help="choose a model's settings on validation (Optuna), then "
                                                      "evaluate the best once on test")
     s.add_argument("--source", help="source domain(s), comma-separated (required)")
@@ -340,6 +350,19 @@ def cmd_train(args):
         return
     emit(args, record, f"run {record['id']} ({record['model']}, train {record['train_seconds']:.1f} s, "
                        f"eval {record['eval_seconds']:.2f} s)\n" + metrics_table(record["metrics"]))
+
+
+def cmd_derive(args):
+    settings = api.parse_settings(args.set, api.run(args.run, args.workspace)["model"])
+    if args.background:
+        job = api.start_derive(args.run, settings, args.workspace)
+        return emit(args, job, f"job {job['id']} started; `python -m engine jobs` shows its progress")
+    with jobs.reporting(args.job, args.workspace) as reporter:
+        if reporter:
+            reporter({"stage": "deriving the run"}, 0.0)
+        record = api.derive(args.run, settings, workspace=args.workspace, on_run=reporter and reporter.attach)
+    emit(args, record, f"run {record['id']} ({record['model']} from {args.run}, eval {record['eval_seconds']:.2f} s)\n"
+                       + metrics_table(record["metrics"]))
 
 
 def train_request(args, maps: bool | None = None) -> TrainRequest:

@@ -15,7 +15,7 @@ from .data import DatasetError  # noqa: F401  (bad uploads: the problems, each w
 from .errors import CrossLensError
 from .evaluate import SET_METRICS, segment_groups  # noqa: F401  (segment names grouped for display)
 from .jobs import (BASELINES, cancel_job, clock, curves as job_curves, job, jobs, log_tail as job_log,  # noqa: F401
-                   missing_baselines, start_maps)
+                   missing_baselines, start_derive, start_maps)
 from .maps import domain_neighbours, read_maps  # noqa: F401
 from .estimate import estimate  # noqa: F401  (a request's time on this machine, from its finished runs)
 from .models import MODELS
@@ -43,12 +43,14 @@ def workspace_folder(workspace=None) -> str:
 def models() -> dict[str, dict]:
     """The model catalogue: per model, its one-line description, default settings and capabilities (trains: has
     epochs; explainable: engine.explain can explain its recommendations; item_vectors: its runs get maps; search:
-    the settings engine.tune chooses, each with where it draws them from)."""
+    the settings engine.tune chooses, each with where it draws them from; post_training: the settings a trained
+    run can be derived with)."""
     return {name: {"description": cls.description, "defaults": dict(cls.defaults), "help": cls.setting_help(),
                    "search": {k: space_words(s, cls.defaults[k]) for k, s in cls.search.items()},
                    "presets": {p: preset(p, cls.defaults) for p in PRESETS},
                    "trains": "epochs" in cls.defaults,
-                   "explainable": explainable(cls), "item_vectors": learns_vectors(cls)}
+                   "explainable": explainable(cls), "item_vectors": learns_vectors(cls),
+                   "post_training": list(cls.post_training)}
             for name, cls in MODELS.items()}
 
 

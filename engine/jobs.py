@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import maps, peers
+from . import maps, peers, runs
 from .device import cpu_cores
 from .errors import CrossLensError
 from .request import TrainRequest, scenario_spec
@@ -120,6 +120,17 @@ def start_maps(run_id: str, workspace=None) -> dict:
     spec = {"kind": "map", "run": run_id, "model": record["model"], "source": record["scenario"]["source"],
             "target": record["scenario"]["target"], "seed": record["scenario"]["seed"]}
     return _launch(store, spec, ["map", run_id])
+
+
+def start_derive(run_id: str, settings: dict, workspace=None) -> dict:
+    """Derive a new run from a finished run's weights with post-training settings changed (runs.derive) in a
+    background process; returns the job record. A derivation that cannot work raises here, before any job exists."""
+    store = open_workspace(workspace)
+    record = store.require_run(run_id)
+    runs.check_derive(record, settings)
+    spec = {"kind": "derive", "run": run_id, "model": record["model"], "source": record["scenario"]["source"],
+            "target": record["scenario"]["target"], "seed": record["scenario"]["seed"], "settings": settings}
+    return _launch(store, spec, ["derive", run_id, *[a for k, v in settings.items() for a in ("--set", f"{k}={v}")]])
 
 
 def _launch(store: Store, spec: dict, args: list[str]) -> dict:

@@ -92,20 +92,31 @@ def _evaluate_and_store(store: Store, run_id: str, recommender, sc, train_second
     return store.finish_run(run_id, ev.summary, train_seconds, eval_seconds)
 
 
-def derive(run_id: str, settings: dict, workspace=None) -> dict:
-    """A new run from a finished run's weights with settings that act after training changed (lmkg's use_cf),
-    evaluated on the same scenario: an ablation without retraining. Its train seconds are the parent's."""
+def derive(run_id: str, settings: dict, workspace=None, on_run=None) -> dict:
+    """A new run from a finished run's weights with settings that act after training changed (lmkg's use_cf,
+    new_items), evaluated on the same scenario: an ablation or a variant without retraining. Its train seconds are
+    the parent's. `on_run` is called with the new run's id once it exists."""
     store = open_workspace(workspace)
+    check_derive(store.require_run(run_id), settings)
     parent, sc, _ = load(run_id, store)
+    return from_weights(store, parent, sc, settings, {"derived_from": run_id}, on_run)
+
+
+def check_derive(parent: dict, settings: dict) -> None:
+    """Refuse a derivation that cannot work before anything is loaded or made: a run that is not finished, a
+    setting that changes how the model trains, a value outside its range."""
+    if parent["status"] != "done":
+        raise CrossLensError(f"run {parent['id']} is {parent['status']}; only a finished run can be derived from.")
     cls = MODELS[parent["model"]]
     wrong = set(settings) - set(cls.post_training)
     if wrong:
         raise CrossLensError(f"{', '.join(sorted(wrong))} change(s) how '{parent['model']}' trains; only "
                              f"{', '.join(sorted(cls.post_training)) or 'nothing'} can be changed on a trained run.")
-    return from_weights(store, parent, sc, settings, {"derived_from": run_id})
+    cls(**{**parent["config"]["params"], **settings})  # its ranges: raises ValueError naming the setting
 
 
-def from_weights(store: Store, parent: dict, sc, settings: dict | None = None, config: dict | None = None) -> dict:
+def from_weights(store: Store, parent: dict, sc, settings: dict | None = None, config: dict | None = None,
+                 on_run=None) -> dict:
     """A new run of the parent's model rebuilt from its stored weights (with post-training `settings` changed),
     evaluated on the test cases of `sc`, the parent's scenario."""
     params = {**parent["config"]["params"], **(settings or {})}
@@ -113,6 +124,8 @@ def from_weights(store: Store, parent: dict, sc, settings: dict | None = None, c
     recommender = MODELS[parent["model"]].from_state(params, sc, tensors)
     child = store.new_run(parent["scenario"], parent["model"],
                           {**parent["config"], "params": params, **(config or {})})
+    if on_run:
+        on_run(child["id"])
     try:
         return _evaluate_and_store(store, child["id"], recommender, sc, parent["train_seconds"],
                                    parent["config"]["sampled"])

@@ -141,6 +141,22 @@ with layout.readable_errors("Comparing the runs"):
             layout.runs.clear()
             layout.metrics.clear()
             st.rerun()
+    promotable = runs[(runs["direction"] == chosen) & runs["model"].isin(
+        [m for m, about in layout.MODELS.items() if "new_items" in about["post_training"]])]
+    if not promotable.empty:
+        with st.expander("Move never-bought items up in a run's lists", icon=":material/new_releases:"):
+            st.caption("Validation keeps items nobody bought in training as low as is most accurate. To give a launch "
+                       "more exposure, derive a run with them moved up: nothing is retrained, and the new, tail and "
+                       "head buckets above show what it costs.")
+            parent = layout.pick_run(promotable, "Run", key="derive-run")
+            model = promotable.loc[promotable["run"] == parent, "model"].iloc[0]
+            amount = st.number_input("Move them by (new_items, standard deviations of the scores)", -10.0, 10.0, 1.0,
+                                     0.5, key="derive-new-items", help=layout.MODELS[model]["help"]["new_items"])
+            if st.button("Derive a run (background job)", key="derive-start", icon=":material/call_split:"):
+                with layout.readable_errors("Deriving the run"):
+                    job = api.start_derive(parent, {"new_items": float(amount)}, ws)
+                    st.success(f"Job {job['id']} started: the run appears here when it is done (the Overview shows "
+                               f"its progress).")
 
     st.subheader("Paired significance")
     st.caption("Wilcoxon signed-rank test on the per-user values of two runs of the same scenario (same users, "

@@ -249,6 +249,23 @@ def test_uploading_over_a_domain_asks_to_confirm_naming_its_runs(pop_run, domain
     assert api.recommend(run["id"], api.test_users(run["id"], workspace=tmp_path)[0], workspace=tmp_path)["recommendations"]
 
 
+def test_a_run_with_new_items_moved_up_is_derived_from_the_compare_page(app_workspace):
+    parent = api.train("src", "tgt", "lmkg", epochs=1, settings={"dim": 16, "max_history": 20}, maps=False,
+                       workspace=app_workspace)
+    at = open_page("compare")
+    at.number_input(key="derive-new-items").set_value(2.0)
+    at = at.button(key="derive-start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [job] = [j for j in api.jobs(app_workspace) if j["spec"]["kind"] == "derive"]
+    assert job["spec"]["run"] == parent["id"] and job["spec"]["settings"] == {"new_items": 2.0}
+    deadline = time.time() + 180
+    while api.job(job["id"], app_workspace)["status"] in api.JOB_ACTIVE and time.time() < deadline:
+        time.sleep(0.5)
+    done = api.job(job["id"], app_workspace)
+    assert done["status"] == "done", api.job_log(job["id"], app_workspace)
+    assert api.run(done["run_id"], app_workspace)["config"]["params"]["new_items"] == 2.0
+
+
 def test_a_run_is_deleted_from_the_compare_page_after_a_confirmation(pop_run):
     tmp_path, run = pop_run
     at = open_page("compare")

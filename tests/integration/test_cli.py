@@ -138,6 +138,13 @@ def test_bench_lmkg_against_the_best_other_model_and_a_post_training_ablation(tm
     derived = next(r for r in runs if r["model"] == "lmkg" and not r["config"]["params"]["use_cf"])
     # the ablation reuses the trained network (the channel is fitted after it) instead of training again
     assert derived["config"]["derived_from"] == full["id"] and derived["train_seconds"] == full["train_seconds"]
+    # an analyst derives the run with new items moved up; a setting out of range is refused and makes no run
+    promoted = json.loads(cli("derive", full["id"], "--set", "new_items=2", "--json", workspace=ws).stdout)
+    assert promoted["config"]["params"]["new_items"] == 2.0 and promoted["config"]["derived_from"] == full["id"]
+    count = len(json.loads(cli("runs", "--json", workspace=ws).stdout))
+    refused = cli("derive", full["id"], "--set", "new_items=11", workspace=ws, check=False)
+    assert refused.returncode == 2 and "new_items must be at least -10 and at most 10" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(json.loads(cli("runs", "--json", workspace=ws).stdout)) == count
     bad = cli("bench", "--source", "src", "--target", "tgt", "--models", "lmkg -nothing", "--out", out,
               workspace=ws, check=False)
     assert bad.returncode == 2 and "unknown bench row" in bad.stderr

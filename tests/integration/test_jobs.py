@@ -140,6 +140,26 @@ def test_maps_of_a_finished_run_are_computed_by_a_job_and_refused_for_a_model_wi
     assert api.runs_table(ws).set_index("run").loc[bpr["id"], "maps"]
 
 
+def test_a_run_is_derived_by_a_job_and_a_derivation_that_cannot_work_is_refused_before_any_job(ws):
+    parent = api.train("src", "tgt", "lmkg", epochs=1, settings={"dim": 16, "max_history": 20}, maps=False,
+                       workspace=ws)
+    job = api.start_derive(parent["id"], {"new_items": 2.0}, ws)
+    assert job["spec"]["kind"] == "derive" and job["spec"]["settings"] == {"new_items": 2.0}
+    done = wait(ws, job["id"], lambda j: j["status"] not in ("starting", "running"))
+    assert done["status"] == "done", api.job_log(job["id"], ws)
+    child = api.run(done["run_id"], ws)
+    assert child["config"]["derived_from"] == parent["id"] and child["config"]["params"]["new_items"] == 2.0
+    pop = api.train("src", "tgt", "pop", workspace=ws)
+    before = len(api.jobs(ws))
+    with pytest.raises(CrossLensError, match="only nothing can be changed on a trained run"):
+        api.start_derive(pop["id"], {"new_items": 2.0}, ws)
+    with pytest.raises(ValueError, match="new_items must be at least -10 and at most 10"):
+        api.start_derive(parent["id"], {"new_items": 20.0}, ws)
+    with pytest.raises(CrossLensError, match="dim change"):
+        api.start_derive(parent["id"], {"dim": 8}, ws)
+    assert len(api.jobs(ws)) == before
+
+
 def test_jobs_beyond_the_limit_wait_in_order_and_a_waiting_one_can_be_cancelled(ws, monkeypatch):
     monkeypatch.setenv("CROSSLENS_MAX_JOBS", "1")
     first = api.start_training("src", "tgt", "lmkg", epochs=500, settings={"patience": 500}, maps=False,

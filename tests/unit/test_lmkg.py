@@ -160,10 +160,15 @@ def test_switching_the_collaborative_channel_on_a_trained_model_recalibrates(lmk
     assert torch.allclose(on.score(batch), lmkg.score(batch), atol=1e-5)
 
 
-def test_a_new_item_with_text_close_to_the_history_reaches_the_top_10():
-    """Target item 'fresh' has no training interaction at all; its title matches what one user keeps buying."""
+@pytest.fixture(scope="module")
+def new_item_model():
     sc = new_item_scenario()
-    model = MODELS["lmkg"](**{**SMALL, "epochs": 30}).fit(sc)
+    return sc, MODELS["lmkg"](**{**SMALL, "epochs": 30}).fit(sc)
+
+
+def test_a_new_item_with_text_close_to_the_history_reaches_the_top_10(new_item_model):
+    """Target item 'fresh' has no training interaction at all; its title matches what one user keeps buying."""
+    sc, model = new_item_model
     fresh = int(np.flatnonzero(sc.items["item_id"].to_numpy()[: sc.n_target] == "fresh")[0])
     assert not bool(model.net_.known[fresh])
     liked = sc.items["title"].str.contains("watercolour") & (sc.items["item_id"] != "fresh")
@@ -172,6 +177,32 @@ def test_a_new_item_with_text_close_to_the_history_reaches_the_top_10():
         scores = model.score(scenarios.Batch(torch.tensor([0]), history[None]))[0]
     scores[history[history < sc.n_target]] = -torch.inf  # known items are never recommended (as recommend() does)
     assert fresh in scores.topk(10).indices.tolist()
+
+
+def test_new_items_replaces_the_chosen_new_item_offset_on_a_trained_run_or_in_training(new_item_model):
+    """new_items moves every never-bought item by the same number of network standard deviations instead of the
+    offset validation chose; nothing else changes, so a trained run derived with it scores as a run trained with it."""
+    from engine.models.lmkg import calibration
+    sc, model = new_item_model
+    never = ~model.net_.known[: sc.n_target]
+
+    def share_of_new_items(m):
+        top, _ = evaluate.rank(m, sc, sc.test)
+        return never.numpy()[top[:, :10]].mean()
+
+    up = MODELS["lmkg"].from_state({**model.params, "new_items": 5.0}, sc, model.state())
+    down = MODELS["lmkg"].from_state({**model.params, "new_items": -5.0}, sc, model.state())
+    assert torch.equal(up.calibration_[True], model.calibration_[True])  # nothing is chosen again
+    assert share_of_new_items(up) > share_of_new_items(model) >= share_of_new_items(down)
+    batch = scenarios.Batch(torch.zeros(16, dtype=torch.long), torch.as_tensor(sc.test.history.padded(np.arange(16))))
+    moved = up.score(batch) - model.score(batch)
+    assert torch.allclose(moved[:, ~never], torch.zeros(()), atol=1e-4)
+    assert max(calibration.NEW_OFFSETS) < 5 and bool((moved[:, never] > 0).all())  # above any offset chosen
+    trained = MODELS["lmkg"](**{**SMALL, "epochs": 30, "new_items": 5.0}).fit(sc)
+    assert torch.equal(trained.calibration_[True], model.calibration_[True])
+    assert torch.allclose(trained.score(batch), up.score(batch), atol=1e-5)
+    with pytest.raises(ValueError, match="new_items must be at least -10 and at most 10"):
+        MODELS["lmkg"](new_items=11.0)
 
 
 def new_item_scenario():

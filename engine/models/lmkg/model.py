@@ -22,12 +22,12 @@ DEFAULTS = {"dim": 64, "layers": 2, "heads": 2, "max_history": 50, "dropout": 0.
             "temperature": 0.1, "lr": 0.001, "weight_decay": 0.0, "epochs": 30, "patience": 3, "valid_every": 1000,
             "batch_size": 64, "seed": 0, "text_dim": 128, "whitening": 0.5, "target_view": 0.5, "use_text": True,
             "use_kg": True, "use_source": True, "use_cf": True, "cold_windows": True, "neighbours": None,
-            "shrink": None, "kg_hops": 2, "encoder": text.DEFAULT_ENCODER}
+            "shrink": None, "new_items": None, "kg_hops": 2, "encoder": text.DEFAULT_ENCODER}
 RANGES = {"dim": COUNT, "layers": COUNT, "heads": COUNT, "max_history": COUNT, "dropout": Range(0, 0.95),
           "negatives": COUNT, "temperature": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "epochs": COUNT,
           "patience": COUNT, "valid_every": COUNT, "batch_size": COUNT, "seed": SEED, "text_dim": COUNT,
           "whitening": FRACTION, "target_view": FRACTION, "neighbours": COUNT, "shrink": NON_NEGATIVE,
-          "kg_hops": Range(1, 2)}
+          "new_items": Range(-10, 10), "kg_hops": Range(1, 2)}
 SEARCH = {"dim": Space(choices=(32, 64, 128)), "lr": Space(2e-4, 5e-3, log=True), "dropout": Space(0, 0.5),
           "temperature": Space(0.03, 0.3, log=True), "weight_decay": Space(0, 0.1), "whitening": Space(0, 1),
           "target_view": Space(0, 1)}  # dim: multiples of the default heads
@@ -51,6 +51,10 @@ HELP = {
     "cold_windows": "also train on source-only histories that predict a target item, like a cold user's case",
     "neighbours": "similar items the co-occurrence channel keeps per item; empty: chosen on validation (as itemknn)",
     "shrink": "damping of rare co-occurrences in the collaborative channel; empty: chosen on validation (as itemknn)",
+    "new_items": "how far items nobody bought in training are moved up (or down, below 0) in every list, in standard "
+                 "deviations of the network's scores; empty: chosen on validation for accuracy. Set it to give new "
+                 "items (a launch) more exposure; everything else stays as validation chose it, and the new, tail "
+                 "and head buckets show the cost. Changeable on a trained run (`python -m engine derive`)",
     "kg_hops": "how far entity links reach: 1, an item's own attributes; 2, also what those link to",
 }
 CALIBRATION_KEYS = {False: "calibration.network", True: "calibration.cf"}  # use_cf -> its calibration's weights key
@@ -64,7 +68,8 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
     ranges = RANGES
     search = SEARCH
     help = HELP
-    post_training = ("use_cf",)  # the collaborative channel is fitted and calibrated after the network
+    post_training = ("use_cf", "new_items")  # the collaborative channel is fitted and calibrated after the network;
+    # new_items only replaces a calibrated offset
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -247,10 +252,15 @@ class LMKG(ExplanationHooks, ItemSpace, Recommender):
         return history.cpu()
 
     def _settings(self, history) -> tuple[torch.Tensor, ...]:
-        """Per row: the calibrated gate, cf weight, new-item offset, text-channel weight and text view of its
-        segment (cold: no target history)."""
+        """Per row: the calibrated gate, cf weight, new-item offset (new_items instead, when set), text-channel
+        weight and text view of its segment (cold: no target history)."""
         cold = ~((history >= 0) & (history < self.n_target_)).any(1)
-        table = self.calibration_.get(self.cf_ is not None and self.params["use_cf"], calibration.neutral())
+        table = self.calibration_.get(self.cf_ is not None and self.params["use_cf"])
+        if table is None:  # training: the network as it is
+            table = calibration.neutral()
+        elif self.params["new_items"] is not None:  # the analyst's offset; all else as validation chose
+            table = table.clone()
+            table[:, calibration.COLUMNS.index("new")] = self.params["new_items"]
         table = table[cold.long().cpu()]
         return tuple(table[:, i] for i in range(table.shape[1]))
 
