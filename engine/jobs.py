@@ -107,8 +107,7 @@ def start_peer(source: str, target: str, model: str, seed: int = 0, settings: di
     scenario_spec(store, source, target, seed)
     spec = {"kind": "peer", "source": [source], "target": target, "model": f"recbole-{name}", "seed": seed,
             "settings": settings}
-    args = ["peer", "--source", source, "--target", target, "--model", name, "--seed", str(seed),
-            *[a for k, v in settings.items() for a in ("--set", f"{k}={v}")]]
+    args = ["peer", "--source", source, "--target", target, "--model", name, "--seed", str(seed), *_set_args(settings)]
     return _launch(store, spec, args)
 
 
@@ -117,9 +116,7 @@ def start_maps(run_id: str, workspace=None) -> dict:
     store = open_workspace(workspace)
     record = store.require_run(run_id)
     maps.require_vectors(record)
-    spec = {"kind": "map", "run": run_id, "model": record["model"], "source": record["scenario"]["source"],
-            "target": record["scenario"]["target"], "seed": record["scenario"]["seed"]}
-    return _launch(store, spec, ["map", run_id])
+    return _launch(store, _run_spec("map", record), ["map", run_id])
 
 
 def start_derive(run_id: str, settings: dict, workspace=None) -> dict:
@@ -128,9 +125,19 @@ def start_derive(run_id: str, settings: dict, workspace=None) -> dict:
     store = open_workspace(workspace)
     record = store.require_run(run_id)
     runs.check_derive(record, settings)
-    spec = {"kind": "derive", "run": run_id, "model": record["model"], "source": record["scenario"]["source"],
-            "target": record["scenario"]["target"], "seed": record["scenario"]["seed"], "settings": settings}
-    return _launch(store, spec, ["derive", run_id, *[a for k, v in settings.items() for a in ("--set", f"{k}={v}")]])
+    spec = {**_run_spec("derive", record), "settings": settings}
+    return _launch(store, spec, ["derive", run_id, *_set_args(settings)])
+
+
+def _run_spec(kind: str, record: dict) -> dict:
+    """The spec of a job that works on a finished run: the run and what it was trained on (the job lists show it)."""
+    return {"kind": kind, "run": record["id"], "model": record["model"], "source": record["scenario"]["source"],
+            "target": record["scenario"]["target"], "seed": record["scenario"]["seed"]}
+
+
+def _set_args(settings: dict) -> list[str]:
+    """--set KEY=VALUE for each setting, as the job's command reads them back (request.parse_settings)."""
+    return [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
 
 
 def _launch(store: Store, spec: dict, args: list[str]) -> dict:
