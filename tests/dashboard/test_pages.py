@@ -34,6 +34,14 @@ def open_page(page: str) -> AppTest:
     return at
 
 
+def ended(ws, jobs: list[dict], limit: float = 180) -> list[dict]:
+    """The jobs' records once none is active any more (or `limit` seconds have passed)."""
+    deadline = time.time() + limit
+    while any(api.job(j["id"], ws)["status"] in api.JOB_ACTIVE for j in jobs) and time.time() < deadline:
+        time.sleep(0.3)
+    return [api.job(j["id"], ws) for j in jobs]
+
+
 def shown(at: AppTest) -> str:
     return "\n".join(str(e.value) for kind in ("info", "error", "warning", "success", "markdown", "caption")
                      for e in getattr(at, kind))
@@ -175,10 +183,7 @@ def test_launching_from_the_train_page_starts_a_job_per_seed_and_the_missing_bas
     jobs = api.jobs(tmp_path)
     assert sorted((j["spec"]["model"], j["spec"]["seed"]) for j in jobs) == [
         ("itemknn", 0), ("itemknn", 1), ("pop", 0), ("pop", 1), ("userknn", 0), ("userknn", 1)]
-    deadline = time.time() + 180
-    while any(api.job(j["id"], tmp_path)["status"] in api.JOB_ACTIVE for j in jobs) and time.time() < deadline:
-        time.sleep(0.3)
-    assert {api.job(j["id"], tmp_path)["status"] for j in jobs} == {"done"}
+    assert {j["status"] for j in ended(tmp_path, jobs)} == {"done"}
     assert not api.missing_baselines(api.TrainRequest(["src"], "tgt", "lmkg", seed=1), tmp_path)
 
 
@@ -258,10 +263,7 @@ def test_a_run_with_new_items_moved_up_is_derived_from_the_compare_page(app_work
     assert not at.exception and not at.error, [e.value for e in at.error]
     [job] = [j for j in api.jobs(app_workspace) if j["spec"]["kind"] == "derive"]
     assert job["spec"]["run"] == parent["id"] and job["spec"]["settings"] == {"new_items": 2.0}
-    deadline = time.time() + 180
-    while api.job(job["id"], app_workspace)["status"] in api.JOB_ACTIVE and time.time() < deadline:
-        time.sleep(0.5)
-    done = api.job(job["id"], app_workspace)
+    [done] = ended(app_workspace, [job])
     assert done["status"] == "done", api.job_log(job["id"], app_workspace)
     assert api.run(done["run_id"], app_workspace)["config"]["params"]["new_items"] == 2.0
 
@@ -286,10 +288,7 @@ def test_a_study_is_started_from_the_train_page_and_its_trials_are_shown(app_wor
     assert not at.exception and any("Started tuning job" in s.value for s in at.success)
     job = next(j for j in api.jobs(tmp_path) if j["spec"]["kind"] == "tune")
     assert (job["spec"]["model"], job["spec"]["trials"], job["spec"]["segment"]) == ("itemknn", 3, "all")
-    deadline = time.time() + 180
-    while api.job(job["id"], tmp_path)["status"] in api.JOB_ACTIVE and time.time() < deadline:
-        time.sleep(0.3)
-    assert api.job(job["id"], tmp_path)["status"] == "done", api.job_log(job["id"], tmp_path)
+    assert ended(tmp_path, [job])[0]["status"] == "done", api.job_log(job["id"], tmp_path)
     study = api.studies(tmp_path)[-1]
     at = open_page("train")
     assert not at.exception and "Tuning studies" in [h.value for h in at.subheader]
