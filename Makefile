@@ -24,8 +24,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-bench: setup
-	$(PY) -m engine bench --source arts --target office --both --seeds 0,1,2 --ablation-seeds 0
+# docs/benchmarks.md as committed: about 5 hours here (two RecBole SASRec runs are near an hour each); add
+# BENCH_ARGS=--reuse to tabulate the runs already in the workspace
+bench: setup peers-venv
+	$(PY) -m engine bench --source arts --target office --both --seeds 0,1,2 --ablation-seeds 0,1,2 \
+		--peers sasrec,lightgcn --peer-seeds 0 $(BENCH_ARGS)
 
 # External peers (RecBole 1.2.1) need old numpy/scipy, so they get their own venv; see DEVELOPERS.md.
 peers-venv:

@@ -214,6 +214,8 @@ def parser() -> argparse.ArgumentParser:
                                     "recbole-sasrec-mixed); default: every model and ablation")
     s.add_argument("--seeds", default="0", help="comma-separated seeds")
     s.add_argument("--ablation-seeds", help="seeds for ablations (default: --seeds)")
+    s.add_argument("--peers", help="comma-separated peers added after the rows: sasrec, lightgcn, sasrec-mixed "
+                                   "(RecBole 1.2.1, `make peers-venv`)")
     s.add_argument("--peer-seeds", help="seeds for peers, about an hour each (default: --ablation-seeds)")
     s.add_argument("--out", default="docs/benchmarks.md")
     s.add_argument("--reuse", action="store_true", help="tabulate existing finished runs instead of retraining them")
@@ -555,6 +557,7 @@ def cmd_bench(args):
     seeds = lambda text: [int(s) for s in text.split(",")] if text else None
     report = bench.run(args.source, args.target, both=args.both,
                        models=[m.strip() for m in args.models.split(",")] if args.models else None,
+                       peers=[p.strip() for p in args.peers.split(",")] if args.peers else None,
                        seeds=seeds(args.seeds), side_seeds=seeds(args.ablation_seeds),
                        peer_seeds=seeds(args.peer_seeds), out=args.out,
                        workspace=args.workspace, progress_factory=ProgressBar, reuse=args.reuse)

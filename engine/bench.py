@@ -35,16 +35,24 @@ PEERS = {"recbole-sasrec": "sasrec", "recbole-lightgcn": "lightgcn", "recbole-sa
 DEFAULT_ROWS = [*MODELS, *ABLATIONS]
 
 
+def bench_rows(models=None, peers=None) -> list[str]:
+    """The rows a bench runs: `models` (default: every model and ablation), then the `peers` (`sasrec` or
+    `recbole-sasrec`)."""
+    rows = [*(models or DEFAULT_ROWS), *(f"recbole-{p.removeprefix('recbole-')}" for p in peers or [])]
+    unknown = [m for m in rows if m not in VARIANTS and m not in PEERS]
+    if unknown:
+        raise CrossLensError(f"unknown bench row(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join([*VARIANTS, *PEERS])}.")
+    return rows
+
+
 def run(source: str, target: str, both: bool = False, models=None, seeds=(0,), out=None, workspace=None,
-        progress_factory=None, reuse: bool = False, side_seeds=None, peer_seeds=None) -> dict:
+        progress_factory=None, reuse: bool = False, side_seeds=None, peer_seeds=None, peers=None) -> dict:
     """Train (or, with reuse, take the latest finished run with the same settings of) every row x direction x seed
     and tabulate. Ablations run on `side_seeds` (default: the same seeds), peers on `peer_seeds` (default: the
     ablations')."""
     directions = [(source, target)] + ([(target, source)] if both else [])
-    unknown = [m for m in models or [] if m not in VARIANTS and m not in PEERS]
-    if unknown:
-        raise CrossLensError(f"unknown bench row(s) {', '.join(unknown)}; choose from "
-                                 f"{', '.join([*VARIANTS, *PEERS])}.")
+    names = bench_rows(models, peers)
     done = {}
     if reuse:
         for r in runs.runs(workspace):
@@ -74,7 +82,7 @@ def run(source: str, target: str, both: bool = False, models=None, seeds=(0,), o
 
     rows = []
     for src, tgt in directions:
-        for name in models or DEFAULT_ROWS:
+        for name in names:
             records = [obtain(src, tgt, name, seed) for seed in row_seeds(name, seeds, side_seeds, peer_seeds)]
             rows.append(_row(src, tgt, name, records))
     markdown = render(rows, seeds, workspace)
