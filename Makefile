@@ -24,7 +24,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# docs/benchmarks.md as committed: about 5 hours here (two RecBole SASRec runs are near an hour each); add
+# docs/benchmarks.md as committed: about 4.5 hours here, half of it the four RecBole runs; add
 # BENCH_ARGS=--reuse to tabulate the runs already in the workspace
 bench: setup peers-venv
 	$(PY) -m engine bench --source arts --target office --both --seeds 0,1,2 --ablation-seeds 0,1,2 \

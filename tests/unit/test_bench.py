@@ -1,4 +1,4 @@
-"""What the bench runs, apart from training: which seeds each row gets."""
+"""What the bench runs, apart from training: its rows and which seeds each row gets."""
 import pytest
 
 from engine.bench import DEFAULT_ROWS, bench_rows, row_seeds
