@@ -20,7 +20,7 @@ from . import scenario as scenarios
 from .errors import CrossLensError
 from .models import MODELS
 from .models.base import ItemSpace, explainable, learns_vectors
-from .request import TrainRequest, scenario_spec as request_spec  # a checked spec on the current versions
+from .request import TrainRequest, make_model, scenario_spec as request_spec  # a checked spec on the current versions
 from .store import Store, open_workspace, write_atomic, write_parquet
 from .train import init_distributed
 
@@ -112,7 +112,7 @@ def check_derive(parent: dict, settings: dict) -> None:
     if wrong:
         raise CrossLensError(f"{', '.join(sorted(wrong))} change(s) how '{parent['model']}' trains; only "
                              f"{', '.join(sorted(cls.post_training)) or 'nothing'} can be changed on a trained run.")
-    cls(**{**parent["config"]["params"], **settings})  # its ranges: raises ValueError naming the setting
+    make_model(parent["model"], {**parent["config"]["params"], **settings})  # refuses a value out of its range
 
 
 def from_weights(store: Store, parent: dict, sc, settings: dict | None = None, config: dict | None = None,
